@@ -93,3 +93,29 @@ export async function ensureDatabase(url: string): Promise<void> {
     await client.end();
   }
 }
+
+/** Where development keeps its PostgreSQL: data under .data/, a fixed port. */
+export const DEV_POSTGRES = { dataDir: path.join(repoRoot, ".data", "postgres"), port: 54329 } as const;
+
+/**
+ * The development PostgreSQL server: the embedded one under .data/postgres
+ * on port 54329, started unless it already runs (another service or
+ * `make dev` may have started it).
+ */
+export async function devPostgres(): Promise<PostgresServer> {
+  const running = externalPostgres(`postgres://postgres:postgres@127.0.0.1:${DEV_POSTGRES.port}/postgres`);
+  if (await isReachable(running.url("postgres"))) return running;
+  return startEmbeddedPostgres(DEV_POSTGRES);
+}
+
+async function isReachable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

@@ -1,0 +1,40 @@
+# Two commands take a fresh clone (Node.js, npm and git only) to a running,
+# tested system: `make dev` and `make test`. pnpm comes through npx when it is
+# not installed; the workspace pins its own Node.js 24.
+PNPM ?= $(shell command -v pnpm >/dev/null 2>&1 && echo pnpm || echo npx --yes pnpm@12)
+
+.PHONY: install dev test build generate lint typecheck seed-inventory check-consistency bench clean
+
+node_modules/.modules.yaml: package.json pnpm-lock.yaml pnpm-workspace.yaml gen/package.json tools/package.json services/*/package.json
+	CI=true $(PNPM) install --frozen-lockfile </dev/null
+	@touch $@
+
+install: node_modules/.modules.yaml
+
+## Run PostgreSQL (embedded, data in .data/), inventory-service on :9090 and order-service on :8080.
+dev: install
+	$(PNPM) run dev
+
+## Run every test (embedded PostgreSQL unless TEST_DATABASE_URL is set).
+test: install
+	$(PNPM) test
+
+## Regenerate gen/ from proto/ and type-check the whole workspace.
+build: install generate typecheck
+
+generate: install
+	$(PNPM) exec buf generate
+
+lint: install
+	$(PNPM) exec buf lint
+	$(PNPM) exec buf format --diff --exit-code
+
+typecheck: install
+	$(PNPM) exec tsc -p .
+
+## Load the sample products into the inventory database (idempotent).
+seed-inventory: install
+	$(PNPM) --filter @ecommerce/inventory-service run seed
+
+clean:
+	rm -rf .data node_modules */node_modules */*/node_modules
