@@ -38,3 +38,7 @@ seed-inventory: install
 
 clean:
 	rm -rf .data node_modules */node_modules */*/node_modules
+
+## Load the system (fresh PostgreSQL, 1,000 products) and compare with pgbench's ceiling.
+bench: install
+	$(PNPM) run bench

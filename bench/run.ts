@@ -1,0 +1,247 @@
+/**
+ * `make bench`: orders per second as clients see them, against the
+ * database's own ceiling for the same work, measured in one run.
+ *
+ *   pnpm bench [--duration SECONDS]
+ *
+ * Without ORDER_SERVICE_URL and INVENTORY_SERVICE_URL it starts the system on
+ * a fresh embedded PostgreSQL; with them it loads the running services (and
+ * measures the ceiling on BENCH_DATABASE_URL's server, when given).
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { ensureDatabase, externalPostgres, freePort, repoRoot, startEmbeddedPostgres, type PostgresServer } from "@ecommerce/tools/postgres.ts";
+import autocannon from "autocannon";
+import * as hdr from "hdr-histogram-js";
+import pg from "pg";
+
+const { values: args } = parseArgs({ options: { duration: { type: "string", default: "10" } } });
+const seconds = Number(args.duration);
+const concurrencies = [16, 64];
+const PRODUCTS = 1000;
+
+interface Row {
+  scenario: string;
+  connections: number;
+  ordersPerSecond: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  errors: number;
+  ratioToCeiling?: number | null;
+  avgMs?: number;
+}
+
+const cleanup: Array<() => Promise<void> | void> = [];
+process.on("SIGINT", () => void finish(130));
+
+const env = await startSystem();
+const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: env.inventoryUrl }));
+console.log(`creating ${PRODUCTS} products with ample stock...`);
+const productIds = await createCatalogue(inventory);
+
+const rows: Row[] = [];
+console.log("warming up...");
+await loadOrders(1, 16, 3);
+for (const items of [1, 3]) {
+  for (const c of concurrencies) rows.push({ scenario: `POST /orders, ${items} item${items > 1 ? "s" : ""}`, connections: c, ...(await loadOrders(items, c, seconds)) });
+}
+for (const c of concurrencies) rows.push({ scenario: "gRPC ReserveStock, 1 line", connections: c, ...(await loadReserve(c, seconds)) });
+const ceiling = env.ceilingUrl ? concurrencies.map((c) => ({ scenario: "ceiling: pgbench, least SQL per order", connections: c, ...pgbench(env.ceilingUrl!, c, seconds) })) : [];
+for (const row of rows) {
+  const base = ceiling.find((r) => r.connections === row.connections);
+  row.ratioToCeiling = base ? round(row.ordersPerSecond / base.ordersPerSecond, 2) : null;
+}
+rows.push(...ceiling);
+
+const rss = Object.fromEntries(env.processes.map(([name, child]) => [name, peakRssMb(child)]));
+const result = {
+  date: new Date().toISOString(),
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGb: round(os.totalmem() / 2 ** 30, 1), node: process.version, postgres: env.postgresVersion },
+  durationSeconds: seconds,
+  rows,
+  peakRssMb: rss,
+};
+printTable(result.rows, rss);
+mkdirSync(path.join(repoRoot, "bench", "results"), { recursive: true });
+writeFileSync(path.join(repoRoot, "bench", "results", "latest.json"), `${JSON.stringify(result, null, 2)}\n`);
+console.log("\nwritten to bench/results/latest.json");
+await finish(0);
+
+async function startSystem() {
+  const processes: Array<[string, ChildProcess]> = [];
+  if (process.env.ORDER_SERVICE_URL && process.env.INVENTORY_SERVICE_URL) {
+    const ceilingUrl = process.env.BENCH_DATABASE_URL ? await scratchDatabase(externalPostgres(process.env.BENCH_DATABASE_URL)) : undefined;
+    return { orderUrl: process.env.ORDER_SERVICE_URL, inventoryUrl: process.env.INVENTORY_SERVICE_URL, ceilingUrl, processes, postgresVersion: ceilingUrl ? await serverVersion(ceilingUrl) : "unknown" };
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ecom-bench-"));
+  chmodSync(dir, 0o755);
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  console.log("starting PostgreSQL on a fresh data directory...");
+  const server = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), persistent: false });
+  cleanup.unshift(() => server.stop());
+  const [inventoryDb, ordersDb] = [server.url("inventory"), server.url("orders")];
+  await Promise.all([ensureDatabase(inventoryDb), ensureDatabase(ordersDb)]);
+  const [inventoryPort, orderPort] = [await freePort(), await freePort()];
+  const common = { NODE_ENV: "production", HOST: "127.0.0.1", LOG_LEVEL: "warn" };
+  processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, SERVER_PORT: String(inventoryPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
+  const inventoryUrl = `http://127.0.0.1:${inventoryPort}`;
+  await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }))));
+  processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl })]);
+  const orderUrl = `http://127.0.0.1:${orderPort}`;
+  await waitUntil(async () => (await fetch(`${orderUrl}/readyz`).catch(() => undefined))?.ok === true);
+  const ceilingUrl = await scratchDatabase(server);
+  return { orderUrl, inventoryUrl, ceilingUrl, processes, postgresVersion: await serverVersion(ceilingUrl) };
+}
+
+function service(entry: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, [path.join(repoRoot, entry)], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  cleanup.unshift(() => new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : (child.once("exit", () => resolve()), child.kill("SIGTERM")))));
+  return child;
+}
+
+async function scratchDatabase(server: PostgresServer) {
+  const url = server.url("bench_ceiling");
+  await ensureDatabase(url);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query("SET client_min_messages = warning");
+  await client.query(readFileSync(path.join(repoRoot, "bench", "pgbench-setup.sql"), "utf8"));
+  await client.end();
+  return url;
+}
+
+async function serverVersion(url: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const { rows } = await client.query("SHOW server_version");
+  await client.end();
+  return rows[0].server_version as string;
+}
+
+async function ping(client: Client<typeof InventoryService>) {
+  try {
+    await client.listProducts({ pageSize: 1 }, { timeoutMs: 1000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function createCatalogue(client: Client<typeof InventoryService>) {
+  const run = randomUUID().slice(0, 8);
+  const ids: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < PRODUCTS) {
+        const i = next++;
+        const { product } = await client.createProduct({ sku: `BENCH-${run}-${i}`, name: `Bench product ${i}`, priceMinor: 1000n + BigInt(i), currency: "USD", initialStock: 1_000_000_000 });
+        ids.push(product!.id);
+      }
+    }),
+  );
+  return ids;
+}
+
+function pick(n: number) {
+  const chosen = new Set<string>();
+  while (chosen.size < n) chosen.add(productIds[Math.floor(Math.random() * productIds.length)]!);
+  return [...chosen].map((product_id) => ({ product_id, quantity: 1 }));
+}
+
+async function loadOrders(items: number, connections: number, duration: number): Promise<Omit<Row, "scenario" | "connections">> {
+  const result = await autocannon({
+    url: `${env.orderUrl}/api/v1/orders`,
+    connections,
+    duration,
+    requests: [
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        setupRequest: (req) => ({ ...req, body: JSON.stringify({ user_id: `bench-${Math.floor(Math.random() * 1000)}`, items: pick(items) }) }),
+      },
+    ],
+  });
+  const created = Number(result.statusCodeStats?.["201"]?.count ?? 0);
+  return { ordersPerSecond: round(created / result.duration, 0), p50Ms: result.latency.p50, p99Ms: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx };
+}
+
+async function loadReserve(concurrency: number, duration: number): Promise<Omit<Row, "scenario" | "connections">> {
+  const histogram = hdr.build();
+  let ok = 0;
+  let errors = 0;
+  const started = performance.now();
+  const end = started + duration * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        try {
+          await inventory.reserveStock(create(InventoryService.method.reserveStock.input, { orderId: randomUUID(), lines: pick(1).map((l) => ({ productId: l.product_id, quantity: 1 })) }), { timeoutMs: 5000 });
+          ok++;
+          histogram.recordValue(Math.round((performance.now() - t) * 1000));
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  return { ordersPerSecond: round(ok / elapsed, 0), p50Ms: round(histogram.getValueAtPercentile(50) / 1000, 1), p99Ms: round(histogram.getValueAtPercentile(99) / 1000, 1), errors };
+}
+
+function pgbench(url: string, clients: number, duration: number): Omit<Row, "scenario" | "connections"> {
+  const out = spawnSync("pgbench", ["-n", "-c", String(clients), "-j", "2", "-T", String(duration), "-f", path.join(repoRoot, "bench", "pgbench-order.sql"), url], { encoding: "utf8" });
+  if (out.error || out.status !== 0) {
+    console.error(`pgbench failed (${out.error?.message ?? out.stderr}); install the PostgreSQL client (apt-get install postgresql-client).`);
+    return { ordersPerSecond: 0, p50Ms: null, p99Ms: null, errors: 1 };
+  }
+  const tps = Number(/^tps = ([\d.]+)/m.exec(out.stdout)?.[1]);
+  const avg = Number(/^latency average = ([\d.]+) ms/m.exec(out.stdout)?.[1]);
+  return { ordersPerSecond: round(tps, 0), p50Ms: null, p99Ms: null, errors: Number(/failed transactions: (\d+)/.exec(out.stdout)?.[1] ?? 0), ...(Number.isFinite(avg) ? { avgMs: avg } : {}) };
+}
+
+function peakRssMb(child: ChildProcess) {
+  try {
+    const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+    return round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) / 1024, 0);
+  } catch {
+    return null;
+  }
+}
+
+function printTable(table: Row[], rssMb: Record<string, number | null>) {
+  const header = ["scenario", "conns", "orders/s", "p50 ms", "p99 ms", "errors", "vs ceiling"];
+  const lines = table.map((r) => [r.scenario, String(r.connections), String(r.ordersPerSecond), r.p50Ms === null ? "-" : String(r.p50Ms), r.p99Ms === null ? "-" : String(r.p99Ms), String(r.errors), r.ratioToCeiling == null ? "-" : `${Math.round(r.ratioToCeiling * 100)}%`]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
+  console.log(`\n${fmt(header)}\n|${widths.map((w, i) => (i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`);
+  for (const l of lines) console.log(fmt(l));
+  console.log(`\npeak RSS: ${Object.entries(rssMb).map(([k, v]) => `${k} ${v ?? "?"} MB`).join(", ") || "not measured (running services)"}`);
+}
+
+async function waitUntil(check: () => Promise<boolean>) {
+  const deadline = Date.now() + 60_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("the system did not become ready within 60 s");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function round(n: number, digits: number) {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+async function finish(code: number) {
+  for (const step of cleanup.splice(0)) await step();
+  process.exit(code);
+}
