@@ -1,0 +1,44 @@
+import { loadConfigOrExit } from "./config.ts";
+import { resolveDatabase } from "./db/connection.ts";
+import { createLogger } from "./logger.ts";
+import { startInventoryServer } from "./server.ts";
+
+const config = loadConfigOrExit();
+const logger = createLogger(config.logLevel);
+const database = await resolveDatabase(config);
+if (database.embedded) logger.info({ port: new URL(database.url).port }, "started embedded PostgreSQL");
+
+const server = await startInventoryServer({
+  databaseUrl: database.url,
+  port: config.serverPort,
+  host: config.serverHost,
+  reservationTtlSeconds: config.reservationTtlSeconds,
+  sweepIntervalMs: config.expirySweepIntervalMs,
+  seed: config.runSeeder,
+  logger,
+  dbPoolSize: config.dbPoolSize,
+  shutdownTimeoutMs: config.shutdownTimeoutMs,
+}).catch(async (err: unknown) => {
+  logger.fatal({ err }, "could not start");
+  await database.stop();
+  process.exit(1);
+});
+logger.info({ url: server.url, port: server.port, protocols: ["grpc", "grpc-web", "connect"] }, `inventory-service listening on ${server.url}`);
+
+let stopping = false;
+async function shutdown(signal: NodeJS.Signals) {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, "shutting down");
+  try {
+    await server.close();
+    await database.stop();
+    logger.info("stopped");
+    process.exit(0);
+  } catch (err) {
+    logger.error({ err }, "shutdown failed");
+    process.exit(1);
+  }
+}
+process.on("SIGINT", shutdown);
+process.on("SIGTERM", shutdown);

@@ -1,0 +1,175 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { InsufficientStockSchema, ShortLineSchema } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import type { Logger } from "pino";
+import type { ReservationStatus } from "../db/database.ts";
+
+/** One bad request field, shaped like google.rpc.BadRequest.FieldViolation. */
+export interface FieldViolation {
+  /** Path of the field in the request, such as `lines[2].quantity`. */
+  field: string;
+  /** What is wrong with it, such as `must be at least 1`. */
+  description: string;
+}
+
+/** A line that asks for more units than are available. */
+export interface ShortLine {
+  productId: string;
+  requested: number;
+  available: number;
+}
+
+/** Every way an inventory operation can be refused. */
+export type InventoryErrorCode =
+  | "invalid_input"
+  | "product_not_found"
+  | "sku_taken"
+  | "insufficient_stock"
+  | "stock_below_reserved"
+  | "stock_limit_exceeded"
+  | "reservation_not_found"
+  | "reservation_conflict"
+  | "reservation_closed";
+
+/** A refusal the caller can act on; turned into a gRPC status by {@link toConnectError}. */
+export class InventoryError extends Error {
+  readonly code: InventoryErrorCode;
+  /** The bad fields of an `invalid_input` error. */
+  readonly violations: readonly FieldViolation[];
+  /** The short lines of an `insufficient_stock` error. */
+  readonly shortLines: readonly ShortLine[];
+
+  constructor(
+    code: InventoryErrorCode,
+    message: string,
+    extra: { violations?: readonly FieldViolation[]; shortLines?: readonly ShortLine[] } = {},
+  ) {
+    super(message);
+    this.name = "InventoryError";
+    this.code = code;
+    this.violations = extra.violations ?? [];
+    this.shortLines = extra.shortLines ?? [];
+  }
+}
+
+/** Factories for every {@link InventoryError}, so messages are worded in one place. */
+export const inventoryErrors = {
+  invalidInput: (violations: readonly FieldViolation[]) =>
+    new InventoryError("invalid_input", violations.map((v) => `${v.field} ${v.description}`).join("; "), {
+      violations,
+    }),
+  productNotFound: (productIds: readonly string[]) =>
+    new InventoryError(
+      "product_not_found",
+      productIds.length === 1 ? `product ${productIds[0]} not found` : `products ${productIds.join(", ")} not found`,
+    ),
+  skuTaken: (sku: string) => new InventoryError("sku_taken", `a product with sku ${sku} already exists`),
+  insufficientStock: (shortLines: readonly ShortLine[]) =>
+    new InventoryError(
+      "insufficient_stock",
+      `insufficient stock: ${shortLines
+        .map((l) => `product ${l.productId} requested ${l.requested}, available ${l.available}`)
+        .join("; ")}`,
+      { shortLines },
+    ),
+  stockBelowReserved: (productId: string, onHand: number, reserved: number) =>
+    new InventoryError(
+      "stock_below_reserved",
+      `on hand of product ${productId} cannot become ${onHand}: ${reserved} units are reserved`,
+    ),
+  stockLimitExceeded: (productId: string, onHand: number, limit: number) =>
+    new InventoryError(
+      "stock_limit_exceeded",
+      `on hand of product ${productId} cannot become ${onHand}: the most a product can hold is ${limit}`,
+    ),
+  reservationNotFound: (orderId: string) =>
+    new InventoryError("reservation_not_found", `no reservation for order ${orderId}`),
+  reservationConflict: (orderId: string) =>
+    new InventoryError(
+      "reservation_conflict",
+      `order ${orderId} already has a reservation with different lines`,
+    ),
+  reservationClosed: (orderId: string, status: ReservationStatus) =>
+    new InventoryError("reservation_closed", `the reservation for order ${orderId} is ${status}`),
+};
+
+const GRPC_CODES: Record<InventoryErrorCode, Code> = {
+  invalid_input: Code.InvalidArgument,
+  product_not_found: Code.NotFound,
+  sku_taken: Code.AlreadyExists,
+  insufficient_stock: Code.FailedPrecondition,
+  stock_below_reserved: Code.FailedPrecondition,
+  stock_limit_exceeded: Code.FailedPrecondition,
+  reservation_not_found: Code.NotFound,
+  reservation_conflict: Code.AlreadyExists,
+  reservation_closed: Code.FailedPrecondition,
+};
+
+// Errors of node-postgres and PostgreSQL that mean the database cannot be
+// reached right now (refused, reset, shutting down, out of connections):
+// the caller may retry, so they are UNAVAILABLE rather than INTERNAL.
+const UNAVAILABLE_DB_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EPIPE",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "08000",
+  "08001",
+  "08003",
+  "08006",
+]);
+
+function isDatabaseUnavailable(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === "string" && UNAVAILABLE_DB_CODES.has(code)) return true;
+  return /Connection terminated|timeout exceeded when trying to connect/.test(e.message);
+}
+
+/**
+ * The one mapping from errors to gRPC statuses. Inventory errors keep their
+ * message (and the InsufficientStock detail); database outages become
+ * UNAVAILABLE; anything else is INTERNAL without internals in the message.
+ */
+export function toConnectError(e: unknown): ConnectError {
+  if (e instanceof ConnectError) return e;
+  if (e instanceof InventoryError) {
+    const details =
+      e.code === "insufficient_stock"
+        ? [
+            {
+              desc: InsufficientStockSchema,
+              value: create(InsufficientStockSchema, {
+                lines: e.shortLines.map((l) => create(ShortLineSchema, l)),
+              }),
+            },
+          ]
+        : [];
+    return new ConnectError(e.message, GRPC_CODES[e.code], undefined, details, e);
+  }
+  if (isDatabaseUnavailable(e)) return new ConnectError("the inventory database is unavailable", Code.Unavailable);
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/**
+ * Interceptor that turns whatever a handler throws into its gRPC status
+ * (see {@link toConnectError}) and logs the failures that are ours to fix.
+ */
+export function errorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (e) {
+      const error = toConnectError(e);
+      if (error.code === Code.Internal || error.code === Code.Unavailable) {
+        logger.error({ err: e, procedure: req.method.name }, "call failed");
+      }
+      throw error;
+    }
+  };
+}

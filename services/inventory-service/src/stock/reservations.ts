@@ -1,0 +1,261 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { Database, ReservationLineRow, ReservationRow } from "../db/database.ts";
+import { inventoryErrors, type ShortLine } from "./errors.ts";
+import { lockStock, moveStock, type Db, type Movement } from "./stock-levels.ts";
+
+/** A product and how many units of it an order wants. */
+export interface LineInput {
+  productId: string;
+  quantity: number;
+}
+
+export interface ReserveInput {
+  orderId: string;
+  lines: LineInput[];
+}
+
+/** A reservation with its lines, ordered by product id. */
+export interface ReservationRecord extends ReservationRow {
+  lines: ReservationLineRow[];
+}
+
+/** The ways a live reservation ends, and what each does to its stock. */
+const ENDINGS = {
+  released: { kind: "release", sold: false },
+  committed: { kind: "commit", sold: true },
+  expired: { kind: "expire", sold: false },
+} as const;
+type Ending = keyof typeof ENDINGS;
+
+const LIVE = ["reserved", "confirmed"] as const;
+
+const byProductId = (a: { product_id: string }, b: { product_id: string }) =>
+  a.product_id < b.product_id ? -1 : a.product_id > b.product_id ? 1 : 0;
+
+/**
+ * Reserves every line of an order or none, in one transaction, holding the
+ * stock until `ttlSeconds` from now unless confirmed. Idempotent on the
+ * order id: a repeat with the same lines returns the reservation as it is.
+ *
+ * Statements on a first reservation: insert the reservation (a conflict
+ * means a repeat), lock the stock rows in id order, insert the lines, move
+ * the stock and write the ledger.
+ */
+export async function reserveStock(db: Kysely<Database>, input: ReserveInput, ttlSeconds: number): Promise<ReservationRecord> {
+  return db.transaction().execute(async (tx) => {
+    const reservation = await tx
+      .insertInto("reservations")
+      .values({
+        order_id: input.orderId,
+        status: "reserved",
+        expires_at: sql<Date>`now() + make_interval(secs => ${ttlSeconds})`,
+      })
+      .onConflict((oc) => oc.column("order_id").doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (reservation === undefined) return repeatedReservation(tx, input);
+
+    const stock = new Map((await lockStock(tx, input.lines.map((l) => l.productId))).map((s) => [s.product_id, s]));
+    const unknown = input.lines.filter((l) => !stock.has(l.productId)).map((l) => l.productId);
+    if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
+    const short: ShortLine[] = [];
+    const lines: ReservationLineRow[] = input.lines.map(({ productId, quantity }) => {
+      const s = stock.get(productId)!;
+      const available = s.on_hand - s.reserved;
+      if (available < quantity) short.push({ productId, requested: quantity, available });
+      return {
+        order_id: input.orderId,
+        product_id: productId,
+        quantity,
+        unit_price_minor: s.price_minor,
+        currency: s.currency,
+      };
+    });
+    if (short.length > 0) throw inventoryErrors.insufficientStock(short);
+
+    await tx.insertInto("reservation_lines").values(lines).execute();
+    await moveStock(
+      tx,
+      lines.map((l) => movement(l, "reserve", { onHandDelta: 0, reservedDelta: l.quantity }, "")),
+    );
+    return { ...reservation, lines: lines.sort(byProductId) };
+  });
+}
+
+/** The answer to a ReserveStock for an order that already has a reservation. */
+async function repeatedReservation(tx: Transaction<Database>, input: ReserveInput): Promise<ReservationRecord> {
+  const existing = await findReservation(tx, input.orderId);
+  // Reservations are never deleted, so the conflicting row is there.
+  if (existing === undefined) throw new Error(`reservation ${input.orderId} vanished`);
+  const wanted = new Map(input.lines.map((l) => [l.productId, l.quantity]));
+  const same =
+    existing.lines.length === wanted.size && existing.lines.every((l) => wanted.get(l.product_id) === l.quantity);
+  if (!same) throw inventoryErrors.reservationConflict(input.orderId);
+  if (existing.status === "released" || existing.status === "expired") {
+    throw inventoryErrors.reservationClosed(input.orderId, existing.status);
+  }
+  return existing;
+}
+
+/** The reservation of an order with its lines, or undefined when it has none. */
+export async function findReservation(db: Db, orderId: string): Promise<ReservationRecord | undefined> {
+  const reservation = await db.selectFrom("reservations").selectAll().where("order_id", "=", orderId).executeTakeFirst();
+  if (reservation === undefined) return undefined;
+  const lines = await db
+    .selectFrom("reservation_lines")
+    .selectAll()
+    .where("order_id", "=", orderId)
+    .orderBy("product_id")
+    .execute();
+  return { ...reservation, lines };
+}
+
+/**
+ * Gives an order's reserved stock back. Returns the reservation (already
+ * released or expired ones unchanged), or undefined for an unknown order.
+ * A committed reservation cannot be released: its goods have left.
+ */
+export async function releaseStock(db: Kysely<Database>, orderId: string, reason: string): Promise<ReservationRecord | undefined> {
+  return db.transaction().execute(async (tx) => {
+    const released = await endReservation(tx, orderId, "released", reason);
+    if (released) return released;
+    const current = await findReservation(tx, orderId);
+    if (current?.status === "committed") throw inventoryErrors.reservationClosed(orderId, current.status);
+    return current;
+  });
+}
+
+/**
+ * Turns an order's reserved stock into sold stock. Committing again returns
+ * the committed reservation; a released or expired one cannot be committed.
+ */
+export async function commitStock(db: Kysely<Database>, orderId: string): Promise<ReservationRecord> {
+  return db.transaction().execute(async (tx) => {
+    const committed = await endReservation(tx, orderId, "committed", "");
+    if (committed) return committed;
+    const current = await findReservation(tx, orderId);
+    if (current === undefined) throw inventoryErrors.reservationNotFound(orderId);
+    if (current.status !== "committed") throw inventoryErrors.reservationClosed(orderId, current.status);
+    return current;
+  });
+}
+
+/**
+ * Ends a live (reserved or confirmed) reservation and settles its stock, or
+ * returns undefined when the order has no live reservation. The status
+ * update locks the reservation row, so a racing release, commit or expiry
+ * of the same order waits and then finds it no longer live.
+ */
+async function endReservation(
+  tx: Transaction<Database>,
+  orderId: string,
+  ending: "released" | "committed",
+  note: string,
+): Promise<ReservationRecord | undefined> {
+  const reservation = await tx
+    .updateTable("reservations")
+    .set({ status: ending, expires_at: null, updated_at: sql<Date>`now()` })
+    .where("order_id", "=", orderId)
+    .where("status", "in", LIVE)
+    .returningAll()
+    .executeTakeFirst();
+  if (reservation === undefined) return undefined;
+  const lines = await tx
+    .selectFrom("reservation_lines")
+    .selectAll()
+    .where("order_id", "=", orderId)
+    .orderBy("product_id")
+    .execute();
+  await settle(tx, lines, ending, note);
+  return { ...reservation, lines };
+}
+
+/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows. */
+async function settle(tx: Transaction<Database>, lines: readonly ReservationLineRow[], ending: Ending, note: string) {
+  const { kind, sold } = ENDINGS[ending];
+  await lockStock(tx, [...new Set(lines.map((l) => l.product_id))]);
+  await moveStock(
+    tx,
+    lines.map((l) => movement(l, kind, { onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity }, note)),
+  );
+}
+
+function movement(
+  line: ReservationLineRow,
+  kind: Movement["kind"],
+  deltas: Pick<Movement, "onHandDelta" | "reservedDelta">,
+  note: string,
+): Movement {
+  return { productId: line.product_id, kind, ...deltas, orderId: line.order_id, note, actor: "" };
+}
+
+/**
+ * Marks reserved orders as confirmed so they no longer expire. Returns the
+ * orders confirmed now or before, and those with no live reservation.
+ */
+export async function confirmReservations(
+  db: Db,
+  orderIds: readonly string[],
+): Promise<{ confirmed: string[]; missing: string[] }> {
+  if (orderIds.length === 0) return { confirmed: [], missing: [] };
+  // The second SELECT sees the table as it was before the update, so a
+  // reservation confirmed by this statement is counted once.
+  const rows = await db
+    .with("updated", (qb) =>
+      qb
+        .updateTable("reservations")
+        .set({ status: "confirmed", expires_at: null, updated_at: sql<Date>`now()` })
+        .where("order_id", "in", orderIds)
+        .where("status", "=", "reserved")
+        .returning("order_id"),
+    )
+    .selectFrom("updated")
+    .select("order_id")
+    .unionAll(
+      db.selectFrom("reservations").select("order_id").where("order_id", "in", orderIds).where("status", "=", "confirmed"),
+    )
+    .execute();
+  const confirmed = new Set(rows.map((r) => r.order_id));
+  return {
+    confirmed: orderIds.filter((id) => confirmed.has(id)),
+    missing: orderIds.filter((id) => !confirmed.has(id)),
+  };
+}
+
+/**
+ * Expires up to `batchSize` reserved orders past their expiry time and gives
+ * their stock back; returns how many. Rows another sweeper (or a release or
+ * commit) holds are skipped, so replicas can sweep side by side.
+ */
+export async function expireReservations(db: Kysely<Database>, batchSize: number): Promise<number> {
+  return db.transaction().execute(async (tx) => {
+    const expired = await tx
+      .updateTable("reservations")
+      .set({ status: "expired", updated_at: sql<Date>`now()` })
+      .where("order_id", "in", (eb) =>
+        eb
+          .selectFrom("reservations")
+          .select("order_id")
+          .where("status", "=", "reserved")
+          .where("expires_at", "<=", sql<Date>`now()`)
+          .orderBy("expires_at")
+          .limit(batchSize)
+          .forUpdate()
+          .skipLocked(),
+      )
+      .returning("order_id")
+      .execute();
+    if (expired.length === 0) return 0;
+    const lines = await tx
+      .selectFrom("reservation_lines")
+      .selectAll()
+      .where(
+        "order_id",
+        "in",
+        expired.map((r) => r.order_id),
+      )
+      .execute();
+    await settle(tx, lines, "expired", "reservation expired");
+    return expired.length;
+  });
+}

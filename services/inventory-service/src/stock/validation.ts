@@ -1,0 +1,206 @@
+import {
+  AdjustmentReason,
+  type AdjustStockRequest,
+  type CheckStockRequest,
+  type ConfirmReservationsRequest,
+  type CreateProductRequest,
+  type Line,
+  type ListProductsRequest,
+  type ReleaseStockRequest,
+  type ReserveStockRequest,
+} from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { inventoryErrors, type FieldViolation } from "./errors.ts";
+import {
+  DEFAULT_PAGE_SIZE,
+  MAX_ACTOR_LENGTH,
+  MAX_CONFIRM_BATCH,
+  MAX_DESCRIPTION_LENGTH,
+  MAX_LINE_QUANTITY,
+  MAX_LINES,
+  MAX_NAME_LENGTH,
+  MAX_NOTE_LENGTH,
+  MAX_ON_HAND,
+  MAX_PAGE_SIZE,
+  MAX_PRICE_MINOR,
+} from "./limits.ts";
+import { decodePageToken } from "./page-token.ts";
+import type { AdjustStockInput, CreateProductInput, ListProductsInput } from "./products.ts";
+import type { LineInput, ReserveInput } from "./reservations.ts";
+
+// Every request is checked here before it reaches the domain. Each check
+// adds {field, description} violations (the shape of google.rpc.BadRequest)
+// and the request is refused with all of them at once.
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const SKU = /^[A-Za-z0-9_-]{1,64}$/;
+const CURRENCY = /^[A-Z]{3}$/;
+
+class Violations {
+  readonly list: FieldViolation[] = [];
+
+  add(field: string, description: string): void {
+    this.list.push({ field, description });
+  }
+
+  /** The UUID in lower case (as PostgreSQL prints it), or a violation. */
+  uuid(field: string, value: string): string {
+    if (value === "") this.add(field, "is required");
+    else if (!UUID.test(value)) this.add(field, `must be a UUID, got "${value}"`);
+    return value.toLowerCase();
+  }
+
+  text(field: string, value: string, max: number, required: boolean): string {
+    if (required && value.trim() === "") this.add(field, "is required");
+    else if ([...value].length > max) this.add(field, `must be at most ${max} characters`);
+    return value;
+  }
+
+  /** Throws the invalid_input error when any violation was found. */
+  check(): void {
+    if (this.list.length > 0) throw inventoryErrors.invalidInput(this.list);
+  }
+}
+
+function lines(v: Violations, field: string, input: readonly Line[]): LineInput[] {
+  if (input.length === 0) v.add(field, "must have at least one line");
+  if (input.length > MAX_LINES) v.add(field, `must have at most ${MAX_LINES} lines, got ${input.length}`);
+  const seen = new Map<string, number>();
+  return input.map((line, i) => {
+    const productId = v.uuid(`${field}[${i}].product_id`, line.productId);
+    const first = seen.get(productId);
+    if (first !== undefined && UUID.test(productId)) {
+      v.add(`${field}[${i}].product_id`, `repeats the product of ${field}[${first}]; list each product once`);
+    } else {
+      seen.set(productId, i);
+    }
+    if (line.quantity < 1) v.add(`${field}[${i}].quantity`, "must be at least 1");
+    else if (line.quantity > MAX_LINE_QUANTITY) v.add(`${field}[${i}].quantity`, `must be at most ${MAX_LINE_QUANTITY}`);
+    return { productId, quantity: line.quantity };
+  });
+}
+
+/** Validates a CheckStock request; returns its lines. */
+export function parseCheckStock(req: CheckStockRequest): LineInput[] {
+  const v = new Violations();
+  const result = lines(v, "lines", req.lines);
+  v.check();
+  return result;
+}
+
+/** Validates a ReserveStock request. */
+export function parseReserveStock(req: ReserveStockRequest): ReserveInput {
+  const v = new Violations();
+  const result = { orderId: v.uuid("order_id", req.orderId), lines: lines(v, "lines", req.lines) };
+  v.check();
+  return result;
+}
+
+/** Validates a ReleaseStock request. */
+export function parseReleaseStock(req: ReleaseStockRequest): { orderId: string; reason: string } {
+  const v = new Violations();
+  const result = { orderId: v.uuid("order_id", req.orderId), reason: v.text("reason", req.reason, MAX_NOTE_LENGTH, false) };
+  v.check();
+  return result;
+}
+
+/** Validates the order id of CommitStock (field `order_id`). */
+export function parseOrderId(orderId: string): string {
+  const v = new Violations();
+  const result = v.uuid("order_id", orderId);
+  v.check();
+  return result;
+}
+
+/** Validates the product id of GetProduct (field `product_id`). */
+export function parseProductId(productId: string): string {
+  const v = new Violations();
+  const result = v.uuid("product_id", productId);
+  v.check();
+  return result;
+}
+
+/** Validates a ConfirmReservations request; returns its order ids without repeats. */
+export function parseConfirmReservations(req: ConfirmReservationsRequest): string[] {
+  const v = new Violations();
+  if (req.orderIds.length > MAX_CONFIRM_BATCH) {
+    v.add("order_ids", `must have at most ${MAX_CONFIRM_BATCH} ids, got ${req.orderIds.length}`);
+  }
+  const ids = req.orderIds.map((id, i) => v.uuid(`order_ids[${i}]`, id));
+  v.check();
+  return [...new Set(ids)];
+}
+
+/** Validates a ListProducts request. */
+export function parseListProducts(req: ListProductsRequest): ListProductsInput {
+  const v = new Violations();
+  const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
+  if (pageSize < 1 || pageSize > MAX_PAGE_SIZE) v.add("page_size", `must be from 1 to ${MAX_PAGE_SIZE}, got ${req.pageSize}`);
+  let afterSku: string | undefined;
+  if (req.pageToken !== "") {
+    afterSku = decodePageToken(req.pageToken);
+    if (afterSku === undefined) v.add("page_token", "is not a page token returned by ListProducts");
+  }
+  v.check();
+  return { pageSize, afterSku };
+}
+
+/** Validates a CreateProduct request. */
+export function parseCreateProduct(req: CreateProductRequest): CreateProductInput {
+  const v = new Violations();
+  if (!SKU.test(req.sku)) v.add("sku", `must be 1 to 64 letters, digits, '-' or '_', got "${req.sku}"`);
+  const name = v.text("name", req.name.trim(), MAX_NAME_LENGTH, true);
+  const description = v.text("description", req.description, MAX_DESCRIPTION_LENGTH, false);
+  if (req.priceMinor < 0n) v.add("price_minor", "must be zero or more");
+  else if (req.priceMinor > MAX_PRICE_MINOR) v.add("price_minor", `must be at most ${MAX_PRICE_MINOR}`);
+  if (!CURRENCY.test(req.currency)) v.add("currency", `must be an ISO 4217 code of three upper-case letters, got "${req.currency}"`);
+  if (req.initialStock < 0) v.add("initial_stock", "must be zero or more");
+  else if (req.initialStock > MAX_ON_HAND) v.add("initial_stock", `must be at most ${MAX_ON_HAND}`);
+  v.check();
+  return {
+    sku: req.sku,
+    name,
+    description,
+    priceMinor: req.priceMinor,
+    currency: req.currency,
+    initialStock: req.initialStock,
+  };
+}
+
+const ADJUSTMENT_KINDS = {
+  [AdjustmentReason.RESTOCK]: "restock",
+  [AdjustmentReason.WRITE_OFF]: "write_off",
+  [AdjustmentReason.COUNT_CORRECTION]: "count_correction",
+} as const;
+
+/** Validates an AdjustStock request. */
+export function parseAdjustStock(req: AdjustStockRequest): AdjustStockInput {
+  const v = new Violations();
+  const productId = v.uuid("product_id", req.productId);
+  const reason = ADJUSTMENT_KINDS[req.reason as keyof typeof ADJUSTMENT_KINDS];
+  if (reason === undefined) v.add("reason", "must be RESTOCK, WRITE_OFF or COUNT_CORRECTION");
+  let change: AdjustStockInput["change"] | undefined;
+  switch (req.change.case) {
+    case undefined:
+      v.add("change", "needs delta or set_on_hand");
+      break;
+    case "delta": {
+      const delta = req.change.value;
+      if (delta === 0) v.add("delta", "must not be zero");
+      else if (reason === "restock" && delta < 0) v.add("delta", "must be positive for a restock");
+      else if (reason === "write_off" && delta > 0) v.add("delta", "must be negative for a write-off");
+      else change = { delta };
+      break;
+    }
+    case "setOnHand": {
+      const setOnHand = req.change.value;
+      if (setOnHand < 0) v.add("set_on_hand", "must be zero or more");
+      else change = { setOnHand };
+      break;
+    }
+  }
+  const note = v.text("note", req.note, MAX_NOTE_LENGTH, false);
+  const actor = v.text("actor", req.actor, MAX_ACTOR_LENGTH, false);
+  // Whenever change or reason is missing a violation was recorded.
+  if (v.list.length > 0 || change === undefined || reason === undefined) throw inventoryErrors.invalidInput(v.list);
+  return { productId, change, reason, note, actor };
+}

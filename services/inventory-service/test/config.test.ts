@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.ts";
+
+function problemsOf(env: NodeJS.ProcessEnv): readonly string[] {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error("expected the configuration to be refused");
+}
+
+describe("configuration", () => {
+  it("has development defaults and is frozen", () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      serverPort: 9090,
+      databaseUrl: undefined,
+      runSeeder: true,
+      reservationTtlSeconds: 900,
+      expirySweepIntervalMs: 5000,
+      dbPoolSize: 20,
+      logLevel: "info",
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("reads every variable", () => {
+    const config = loadConfig({
+      NODE_ENV: "production",
+      SERVER_PORT: "7000",
+      DATABASE_URL: "postgres://inv@db:5432/inventory",
+      RUN_SEEDER: "true",
+      RESERVATION_TTL_SECONDS: "60",
+      EXPIRY_SWEEP_INTERVAL_MS: "250",
+      DB_POOL_SIZE: "5",
+      LOG_LEVEL: "debug",
+      SHUTDOWN_TIMEOUT_MS: "3000",
+    });
+    expect(config).toMatchObject({
+      serverPort: 7000,
+      databaseUrl: "postgres://inv@db:5432/inventory",
+      runSeeder: true,
+      reservationTtlSeconds: 60,
+      expirySweepIntervalMs: 250,
+      dbPoolSize: 5,
+      logLevel: "debug",
+      shutdownTimeoutMs: 3000,
+    });
+  });
+
+  it("requires DATABASE_URL and does not seed by default in production", () => {
+    expect(problemsOf({ NODE_ENV: "production" })).toEqual(["DATABASE_URL is required when NODE_ENV=production"]);
+    expect(loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgresql://db/inventory" }).runSeeder).toBe(false);
+  });
+
+  it("names every malformed variable at once", () => {
+    expect(
+      problemsOf({
+        SERVER_PORT: "http",
+        DATABASE_URL: "mysql://db/x",
+        RUN_SEEDER: "yes please",
+        RESERVATION_TTL_SECONDS: "0",
+        EXPIRY_SWEEP_INTERVAL_MS: "1.5",
+        DB_POOL_SIZE: "-2",
+        LOG_LEVEL: "loud",
+        SHUTDOWN_TIMEOUT_MS: "soon",
+      }),
+    ).toEqual([
+      'DATABASE_URL must be a postgres:// or postgresql:// URL, got "mysql://db/x"',
+      'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+      'SERVER_PORT must be an integer from 0 to 65535, got "http"',
+      'RUN_SEEDER must be true or false, got "yes please"',
+      'RESERVATION_TTL_SECONDS must be an integer from 1 to 604800, got "0"',
+      'EXPIRY_SWEEP_INTERVAL_MS must be an integer from 10 to 3600000, got "1.5"',
+      'DB_POOL_SIZE must be an integer from 1 to 1000, got "-2"',
+      'SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 600000, got "soon"',
+    ]);
+  });
+});
