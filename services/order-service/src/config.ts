@@ -1,0 +1,94 @@
+/**
+ * Configuration from the environment, parsed and validated once at start.
+ * Every missing or malformed variable is reported in one message so an
+ * operator can fix them all at once.
+ */
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  /** Port of the REST API. */
+  readonly port: number;
+  readonly host: string;
+  /** Orders database; undefined in development means "use the embedded PostgreSQL". */
+  readonly databaseUrl: string | undefined;
+  readonly dbPoolSize: number;
+  /** Base URL of the inventory gRPC server (plaintext HTTP/2). */
+  readonly inventoryUrl: string;
+  /** Deadline of every inventory call. */
+  readonly inventoryTimeoutMs: number;
+  /** How often unacknowledged stock changes are re-sent to inventory; 0 disables. */
+  readonly stockSyncIntervalMs: number;
+  readonly logLevel: LogLevel;
+  /** One info line per request (Fastify's request logging). */
+  readonly logRequests: boolean;
+  readonly bodyLimitBytes: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Parses the environment into a frozen Config, or throws one error naming every bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+
+  const url = (name: string, fallback: string | undefined, protocols: string[]): string | undefined => {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === "") return fallback;
+    try {
+      const parsed = new URL(raw);
+      if (!protocols.includes(parsed.protocol)) throw new Error("protocol");
+      return raw;
+    } catch {
+      problems.push(`${name} must be a URL starting with ${protocols.map((p) => `${p}//`).join(" or ")}, got "${raw}"`);
+      return fallback;
+    }
+  };
+
+  const boolean = (name: string, fallback: boolean): boolean => {
+    const raw = env[name]?.trim().toLowerCase();
+    if (raw === undefined || raw === "") return fallback;
+    if (["true", "1", "yes"].includes(raw)) return true;
+    if (["false", "0", "no"].includes(raw)) return false;
+    problems.push(`${name} must be true or false, got "${raw}"`);
+    return fallback;
+  };
+
+  const databaseUrl = url("DATABASE_URL", undefined, ["postgres:", "postgresql:"]);
+  // Only development falls back to the embedded PostgreSQL.
+  if (env.NODE_ENV === "production" && !env.DATABASE_URL?.trim()) {
+    problems.push("DATABASE_URL is required when NODE_ENV=production");
+  }
+
+  const logLevel = (env.LOG_LEVEL?.trim() || "info") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+
+  const config: Config = {
+    port: integer("SERVER_PORT", 8080, 0, 65535),
+    host: env.HOST?.trim() || "0.0.0.0",
+    databaseUrl,
+    dbPoolSize: integer("DB_POOL_SIZE", 20, 1, 1000),
+    inventoryUrl: url("INVENTORY_SERVICE_URL", "http://127.0.0.1:9090", ["http:", "https:"]) ?? "",
+    inventoryTimeoutMs: integer("INVENTORY_TIMEOUT_MS", 2000, 1, 600_000),
+    stockSyncIntervalMs: integer("STOCK_SYNC_INTERVAL_MS", 1000, 0, 3_600_000),
+    logLevel,
+    logRequests: boolean("LOG_REQUESTS", true),
+    bodyLimitBytes: integer("BODY_LIMIT_BYTES", 64 * 1024, 1024, 100 * 1024 * 1024),
+  };
+
+  if (problems.length > 0) {
+    throw new Error(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+  return Object.freeze(config);
+}

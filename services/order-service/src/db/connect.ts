@@ -1,0 +1,22 @@
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import type { Database } from "./database.ts";
+
+const INT8_OID = 20;
+
+/**
+ * Opens a pooled Kysely connection to the orders database. bigint columns
+ * (money in minor units) are read as numbers: the order rules keep every
+ * amount within Number.MAX_SAFE_INTEGER.
+ */
+export function connectDatabase(url: string, poolSize = 10): Kysely<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    types: {
+      getTypeParser: ((oid: number, format?: "text" | "binary") =>
+        oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}

@@ -1,0 +1,18 @@
+import type { Kysely } from "kysely";
+import { Migrator, type Migration, type MigrationProvider } from "kysely/migration";
+import * as createOrders from "./migrations/0001_create_orders.ts";
+
+/** Every migration, in order; imported statically so nothing depends on the file system layout. */
+const migrations: Record<string, Migration> = {
+  "0001_create_orders": createOrders,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+/** Brings the orders database schema to the latest migration; throws on failure. */
+export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}

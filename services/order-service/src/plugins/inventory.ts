@@ -1,0 +1,91 @@
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
+import { InsufficientStockSchema, InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import fp from "fastify-plugin";
+import type { UnavailableItem } from "../errors.ts";
+
+/** Typed client of the inventory gRPC API. */
+export type InventoryClient = Client<typeof InventoryService>;
+/** Typed client of the inventory's grpc.health.v1 service. */
+export type HealthClient = Client<typeof Health>;
+
+declare module "fastify" {
+  interface FastifyInstance {
+    inventory: InventoryClient;
+    inventoryHealth: HealthClient;
+  }
+}
+
+export interface InventoryPluginOptions {
+  /** Base URL of the inventory server, such as http://127.0.0.1:9090. */
+  url: string;
+  /** Deadline of every call. */
+  timeoutMs: number;
+}
+
+/**
+ * Decorates the app with inventory clients over the gRPC protocol. One
+ * HTTP/2 session serves every call (gRPC multiplexes), each call carries the
+ * configured deadline, and the session closes with the app.
+ */
+export const inventoryPlugin = fp<InventoryPluginOptions>(
+  async (app, { url, timeoutMs }) => {
+    // PINGs detect a dead peer on an otherwise quiet connection.
+    const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000, pingTimeoutMs: 5_000 });
+    const transport = createGrpcTransport({ baseUrl: url, sessionManager, defaultTimeoutMs: timeoutMs });
+    app.decorate("inventory", createClient(InventoryService, transport));
+    app.decorate("inventoryHealth", createClient(Health, transport));
+    app.addHook("onClose", async () => sessionManager.abort());
+  },
+  { name: "inventory" },
+);
+
+/** What went wrong in a call to inventory, in the terms the use cases act on. */
+export type InventoryFailure =
+  /** ReserveStock found too little stock; every short line is listed. */
+  | { kind: "insufficient_stock"; items: UnavailableItem[] }
+  | { kind: "not_found"; message: string }
+  | { kind: "invalid_argument"; message: string }
+  | { kind: "failed_precondition"; message: string }
+  /** Inventory could not be reached or did not answer in time: try again later. */
+  | { kind: "unavailable"; message: string }
+  /** Anything else is a defect on one side or the other. */
+  | { kind: "unexpected"; error: ConnectError };
+
+// Transport failures and server faults: the order can be re-driven later.
+const TRANSIENT = new Set([
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.ResourceExhausted,
+  Code.Aborted,
+  Code.Canceled,
+  Code.Unknown,
+  Code.Internal,
+]);
+
+/**
+ * Classifies an error thrown by an inventory call. This is the one place
+ * gRPC status codes and error details are read; the short lines of
+ * FAILED_PRECONDITION come from the typed InsufficientStock detail.
+ */
+export function classifyInventoryError(error: unknown): InventoryFailure {
+  const e = ConnectError.from(error);
+  if (TRANSIENT.has(e.code)) return { kind: "unavailable", message: e.rawMessage };
+  switch (e.code) {
+    case Code.NotFound:
+      return { kind: "not_found", message: e.rawMessage };
+    case Code.InvalidArgument:
+      return { kind: "invalid_argument", message: e.rawMessage };
+    case Code.FailedPrecondition: {
+      const lines = e.findDetails(InsufficientStockSchema).flatMap((d) => d.lines);
+      if (lines.length === 0) return { kind: "failed_precondition", message: e.rawMessage };
+      return {
+        kind: "insufficient_stock",
+        items: lines.map((l) => ({ product_id: l.productId, requested: l.requested, available: l.available })),
+      };
+    }
+    default:
+      return { kind: "unexpected", error: e };
+  }
+}

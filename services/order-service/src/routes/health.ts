@@ -1,0 +1,53 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { HealthCheckResponse_ServingStatus } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
+import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { sql } from "kysely";
+import { AppError } from "../errors.ts";
+import { Health, problems } from "./schemas.ts";
+
+const tags = ["health"];
+
+/** Liveness and readiness probes (Kubernetes httpGet probes). */
+export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    "/healthz",
+    { schema: { tags, summary: "Liveness: the process serves requests", response: { 200: Health } } },
+    async () => ({ status: "ok" }),
+  );
+
+  app.get(
+    "/readyz",
+    {
+      schema: {
+        tags,
+        summary: "Readiness: the orders database and inventory answer",
+        response: { 200: Health, ...problems(503) },
+      },
+    },
+    async () => {
+      const [database, inventory] = await Promise.allSettled([sql`SELECT 1`.execute(app.db), inventoryServing(app)]);
+      const down: string[] = [];
+      if (database.status === "rejected") down.push("the orders database does not answer");
+      if (inventory.status === "rejected") down.push("inventory does not answer");
+      else if (!inventory.value) down.push("inventory is not serving");
+      if (down.length > 0) throw new AppError("not_ready", `Not ready: ${down.join("; ")}.`);
+      return { status: "ready" };
+    },
+  );
+};
+
+/**
+ * Asks inventory's grpc.health.v1 service; a server without it is asked for
+ * one product instead, which proves it answers.
+ */
+async function inventoryServing(app: FastifyInstance): Promise<boolean> {
+  try {
+    const { status } = await app.inventoryHealth.check({ service: "" });
+    return status === HealthCheckResponse_ServingStatus.SERVING;
+  } catch (error) {
+    if (ConnectError.from(error).code !== Code.Unimplemented) throw error;
+    await app.inventory.listProducts({ pageSize: 1 });
+    return true;
+  }
+}

@@ -1,0 +1,38 @@
+import { expect, test } from "vitest";
+import { loadConfig } from "../src/config.ts";
+
+test("has working defaults for development", () => {
+  const config = loadConfig({});
+  expect(config).toMatchObject({
+    port: 8080,
+    host: "0.0.0.0",
+    databaseUrl: undefined,
+    inventoryUrl: "http://127.0.0.1:9090",
+    inventoryTimeoutMs: 2000,
+    logRequests: true,
+  });
+  expect(Object.isFrozen(config)).toBe(true);
+});
+
+test("names every malformed variable in one message", () => {
+  const attempt = () =>
+    loadConfig({
+      SERVER_PORT: "eighty",
+      INVENTORY_SERVICE_URL: "localhost:9090",
+      INVENTORY_TIMEOUT_MS: "0",
+      LOG_LEVEL: "loud",
+      LOG_REQUESTS: "maybe",
+    });
+  expect(attempt).toThrow('SERVER_PORT must be an integer from 0 to 65535, got "eighty"');
+  expect(attempt).toThrow('INVENTORY_SERVICE_URL must be a URL starting with http:// or https://, got "localhost:9090"');
+  expect(attempt).toThrow("INVENTORY_TIMEOUT_MS must be an integer from 1 to 600000");
+  expect(attempt).toThrow("LOG_LEVEL must be one of");
+  expect(attempt).toThrow('LOG_REQUESTS must be true or false, got "maybe"');
+});
+
+test("requires DATABASE_URL in production", () => {
+  expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/DATABASE_URL is required/);
+  expect(loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgres://db/orders" }).databaseUrl).toBe(
+    "postgres://db/orders",
+  );
+});

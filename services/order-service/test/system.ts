@@ -1,0 +1,144 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { startInventoryServer, type InventoryServer } from "@ecommerce/inventory-service/src/server.ts";
+import { createTestDatabase } from "@ecommerce/tools/testing.ts";
+import type { FastifyInstance } from "fastify";
+import type { AddressInfo } from "node:net";
+import { randomUUID } from "node:crypto";
+import { buildApp } from "../src/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { connectDatabase } from "../src/db/connect.ts";
+import { migrateToLatest } from "../src/db/migrate.ts";
+
+/** Both services running in this process on ephemeral ports, each on its own fresh database. */
+export interface TestSystem {
+  /** Base URL of the order service's REST API, such as http://127.0.0.1:41234/api/v1. */
+  api: string;
+  /** Root URL of the order service, for probes and docs. */
+  root: string;
+  app: FastifyInstance;
+  /** The order service's database. */
+  ordersDatabaseUrl: string;
+  /** The running inventory server (replaced by startInventory). */
+  inventoryServer: InventoryServer;
+  /** Stops inventory, as an outage. */
+  stopInventory(): Promise<void>;
+  /** Starts inventory again on the same port and database. */
+  startInventory(): Promise<void>;
+  /** A client of inventory of the test's own, to arrange products and check stock. */
+  inventory: Client<typeof InventoryService>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts inventory (unless `inventoryUrl` points elsewhere) and the order
+ * service against it. `env` overrides the order service's environment.
+ */
+export async function startSystem(
+  label: string,
+  options: { env?: Record<string, string>; seed?: boolean; inventoryUrl?: string } = {},
+): Promise<TestSystem> {
+  const [inventoryDb, ordersDb] = await Promise.all([
+    createTestDatabase(`${label}_inventory`),
+    createTestDatabase(`${label}_orders`),
+  ]);
+  let inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, seed: options.seed });
+  let inventoryRunning = true;
+
+  const migrator = connectDatabase(ordersDb, 1);
+  await migrateToLatest(migrator);
+  await migrator.destroy();
+
+  const config = loadConfig({
+    INVENTORY_SERVICE_URL: options.inventoryUrl ?? inventoryServer.url,
+    LOG_LEVEL: "error",
+    LOG_REQUESTS: "false",
+    DB_POOL_SIZE: "20",
+    ...options.env,
+  });
+  const app = await buildApp({ config, databaseUrl: ordersDb });
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const { port } = app.server.address() as AddressInfo;
+
+  const sessions = new Http2SessionManager(inventoryServer.url);
+  const inventory = createClient(
+    InventoryService,
+    createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions }),
+  );
+  const system: TestSystem = {
+    api: `http://127.0.0.1:${port}/api/v1`,
+    root: `http://127.0.0.1:${port}`,
+    app,
+    ordersDatabaseUrl: ordersDb,
+    inventoryServer,
+    stopInventory: async () => {
+      inventoryRunning = false;
+      await inventoryServer.close();
+    },
+    startInventory: async () => {
+      inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, port: inventoryServer.port });
+      system.inventoryServer = inventoryServer;
+      inventoryRunning = true;
+    },
+    inventory,
+    close: async () => {
+      sessions.abort();
+      await app.close();
+      if (inventoryRunning) await inventoryServer.close();
+    },
+  };
+  return system;
+}
+
+/** Adds a product with the given stock and price to inventory and returns its id. */
+export async function createProduct(
+  system: TestSystem,
+  options: { stock: number; priceMinor?: number; currency?: string },
+): Promise<string> {
+  const sku = `T-${randomUUID().slice(0, 12)}`;
+  const { product } = await system.inventory.createProduct({
+    sku,
+    name: `Test product ${sku}`,
+    priceMinor: BigInt(options.priceMinor ?? 1000),
+    currency: options.currency ?? "USD",
+    initialStock: options.stock,
+  });
+  if (!product) throw new Error("inventory created no product");
+  return product.id;
+}
+
+/** Polls `check` until it stops throwing, for background work; rethrows its last error after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/** The stock level of a product as inventory reports it. */
+export async function stockOf(system: TestSystem, productId: string) {
+  const { product } = await system.inventory.getProduct({ productId });
+  const { onHand, reserved, available } = product?.stock ?? { onHand: 0, reserved: 0, available: 0 };
+  return { onHand, reserved, available };
+}
+
+/** A JSON request to the API; resolves with the status, headers and parsed body. */
+export async function call(
+  url: string,
+  init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Headers; body: any }> {
+  const hasBody = init.body !== undefined;
+  const res = await fetch(url, {
+    method: init.method ?? (hasBody ? "POST" : "GET"),
+    headers: { ...(hasBody ? { "content-type": "application/json" } : {}), ...init.headers },
+    body: hasBody ? (typeof init.body === "string" ? init.body : JSON.stringify(init.body)) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
