@@ -2,7 +2,10 @@
  * `make bench`: orders per second as clients see them, against the
  * database's own ceiling for the same work, measured in one run.
  *
- *   pnpm bench [--duration SECONDS]
+ *   pnpm bench [--duration SECONDS] [--profile]
+ *
+ * --profile starts the services with `node --cpu-prof`, writing .cpuprofile
+ * files under bench/results/profiles/ (open them in Chrome DevTools).
  *
  * Without ORDER_SERVICE_URL and INVENTORY_SERVICE_URL it starts the system on
  * a fresh embedded PostgreSQL; with them it loads the running services (and
@@ -23,7 +26,7 @@ import autocannon from "autocannon";
 import * as hdr from "hdr-histogram-js";
 import pg from "pg";
 
-const { values: args } = parseArgs({ options: { duration: { type: "string", default: "10" } } });
+const { values: args } = parseArgs({ options: { duration: { type: "string", default: "10" }, profile: { type: "boolean", default: false } } });
 const seconds = Number(args.duration);
 const concurrencies = [16, 64];
 const PRODUCTS = 1000;
@@ -90,11 +93,11 @@ async function startSystem() {
   const [inventoryDb, ordersDb] = [server.url("inventory"), server.url("orders")];
   await Promise.all([ensureDatabase(inventoryDb), ensureDatabase(ordersDb)]);
   const [inventoryPort, orderPort] = [await freePort(), await freePort()];
-  const common = { NODE_ENV: "production", HOST: "127.0.0.1", LOG_LEVEL: "warn" };
+  const common = { NODE_ENV: "production", SERVER_HOST: "127.0.0.1", LOG_LEVEL: "warn" };
   processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, SERVER_PORT: String(inventoryPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
   const inventoryUrl = `http://127.0.0.1:${inventoryPort}`;
   await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }))));
-  processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl })]);
+  processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl, RATE_LIMIT_MAX: "0" })]);
   const orderUrl = `http://127.0.0.1:${orderPort}`;
   await waitUntil(async () => (await fetch(`${orderUrl}/readyz`).catch(() => undefined))?.ok === true);
   const ceilingUrl = await scratchDatabase(server);
@@ -102,7 +105,8 @@ async function startSystem() {
 }
 
 function service(entry: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, [path.join(repoRoot, entry)], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  const profile = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(repoRoot, "bench", "results", "profiles")}`] : [];
+  const child = spawn(process.execPath, [...profile, path.join(repoRoot, entry)], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
   cleanup.unshift(() => new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : (child.once("exit", () => resolve()), child.kill("SIGTERM")))));
   return child;
 }

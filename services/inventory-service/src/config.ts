@@ -21,6 +21,10 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** How long a shutdown waits for in-flight calls before cutting them off. */
   readonly shutdownTimeoutMs: number;
+  /** How often the health service checks that the database answers. */
+  readonly healthCheckIntervalMs: number;
+  /** The longest a unary call may run, whatever deadline its client set. */
+  readonly grpcMaxTimeoutMs: number;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -91,6 +95,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbPoolSize: integer("DB_POOL_SIZE", 20, 1, 1000),
     logLevel,
     shutdownTimeoutMs: integer("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+    healthCheckIntervalMs: integer("HEALTH_CHECK_INTERVAL_MS", 2000, 50, 600_000),
+    grpcMaxTimeoutMs: integer("GRPC_MAX_TIMEOUT_MS", 30_000, 100, 3_600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -18,6 +18,8 @@ const server = await startInventoryServer({
   logger,
   dbPoolSize: config.dbPoolSize,
   shutdownTimeoutMs: config.shutdownTimeoutMs,
+  healthCheckIntervalMs: config.healthCheckIntervalMs,
+  maxTimeoutMs: config.grpcMaxTimeoutMs,
 }).catch(async (err: unknown) => {
   logger.fatal({ err }, "could not start");
   await database.stop();
@@ -26,6 +28,7 @@ const server = await startInventoryServer({
 logger.info({ url: server.url, port: server.port, protocols: ["grpc", "grpc-web", "connect"] }, `inventory-service listening on ${server.url}`);
 
 let stopping = false;
+/** Health turns NOT_SERVING first, then calls in flight drain (see InventoryServer.close). */
 async function shutdown(signal: NodeJS.Signals) {
   if (stopping) return;
   stopping = true;

@@ -1,13 +1,20 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { Kysely } from "kysely";
-import { inventoryRoutes, type Routes } from "./connect.ts";
+import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { sql, type Kysely } from "kysely";
+import type { Logger } from "pino";
+import { inventoryServerRoutes, type Routes } from "./connect.ts";
 import { createDatabase, type Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
+import { watchDatabase } from "./health/database-watch.ts";
+import { createHealthState, ServingStatus } from "./health/health-state.ts";
+import { deadlineCap } from "./interceptors/deadline.ts";
+import { callLogging } from "./interceptors/logging.ts";
 import { createLogger } from "./logger.ts";
-import type { Logger } from "pino";
 import { seed } from "./seed.ts";
+import { errorInterceptor } from "./stock/errors.ts";
 import { startExpirySweeper } from "./stock/expiry-sweeper.ts";
 
 /** A plaintext HTTP/2 server answering gRPC, gRPC-Web and Connect, with graceful shutdown. */
@@ -23,10 +30,16 @@ export interface GrpcServer {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** Builds the HTTP/2 (h2c) server for the given route registrations. */
-export function createGrpcServer(routes: readonly Routes[]): GrpcServer {
+/**
+ * Builds the HTTP/2 (h2c) server for the given route registrations, with
+ * `interceptors` around every call of every service, outermost first.
+ * (They are given here, once, because interceptors set on one service
+ * would replace these rather than add to them.)
+ */
+export function createGrpcServer(routes: readonly Routes[], interceptors: Interceptor[] = []): GrpcServer {
   const handler = connectNodeAdapter({
     routes: (router) => routes.forEach((register) => register(router)),
+    interceptors,
     grpc: true,
     grpcWeb: true,
     connect: true,
@@ -77,6 +90,10 @@ export interface InventoryServerOptions {
   dbPoolSize?: number;
   /** How long close() waits for calls in flight (default 10 s). */
   shutdownTimeoutMs?: number;
+  /** How often health checks the database (default 2 s). */
+  healthCheckIntervalMs?: number;
+  /** The longest a unary call may run, whatever its deadline (default 30 s). */
+  maxTimeoutMs?: number;
 }
 
 /** A running inventory service. */
@@ -85,14 +102,27 @@ export interface InventoryServer {
   url: string;
   port: number;
   db: Kysely<Database>;
-  /** Stops the server (gracefully), the expiry sweeper and the pool. */
+  /**
+   * Shuts down in the order load balancers need: every health status turns
+   * NOT_SERVING and open Watch streams end first, then the server stops
+   * accepting connections and lets calls in flight finish, then the expiry
+   * sweeper and the pool stop. Calling it again waits for the same shutdown.
+   */
   close(): Promise<void>;
 }
 
+/** Health name that reports whether the process runs, whatever the database does. */
+const LIVENESS = "liveness";
+
 /**
  * Starts a complete inventory service in this process: migrates the
- * database, seeds it when asked, starts the expiry sweeper and serves
- * InventoryService over gRPC, gRPC-Web and Connect.
+ * database, seeds it when asked, starts the expiry sweeper and serves, on
+ * one port and over gRPC, gRPC-Web and Connect, InventoryService,
+ * grpc.health.v1.Health and server reflection.
+ *
+ * Health: the whole server ("") and InventoryService are NOT_SERVING until
+ * the database answers `SELECT 1`, then follow it, checked every
+ * `healthCheckIntervalMs`; `liveness` is SERVING while the process runs.
  */
 export async function startInventoryServer(options: InventoryServerOptions): Promise<InventoryServer> {
   const logger = options.logger ?? createLogger(options.logLevel ?? "warn");
@@ -110,26 +140,45 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
   }
 
   const sweeper = startExpirySweeper({ db, intervalMs: options.sweepIntervalMs ?? 5000, logger });
-  const grpc = createGrpcServer([
-    inventoryRoutes({ db, logger, reservationTtlSeconds: options.reservationTtlSeconds ?? 900 }),
-  ]);
+  const needsDatabase = ["", InventoryService.typeName];
+  const health = createHealthState({
+    ...Object.fromEntries(needsDatabase.map((name) => [name, ServingStatus.NOT_SERVING])),
+    [LIVENESS]: ServingStatus.SERVING,
+  });
+  const stopWatching = watchDatabase(health, {
+    check: async () => void (await sql`SELECT 1`.execute(db)),
+    services: needsDatabase,
+    intervalMs: options.healthCheckIntervalMs ?? 2000,
+    onChange: (reachable, err) =>
+      reachable ? logger.info("database reachable: serving") : logger.warn({ err }, "database unreachable: not serving"),
+  });
+  const grpc = createGrpcServer(
+    inventoryServerRoutes({ db, health, reservationTtlSeconds: options.reservationTtlSeconds ?? 900 }),
+    [callLogging(logger), errorInterceptor, deadlineCap(options.maxTimeoutMs ?? 30_000)],
+  );
   let port: number;
   try {
     port = await grpc.listen(options.port ?? 0, host);
   } catch (e) {
+    stopWatching();
     await sweeper.stop();
     await db.destroy();
     throw e;
   }
+
+  let closing: Promise<void> | undefined;
+  const shutdown = async () => {
+    health.shutdown();
+    stopWatching();
+    await grpc.close(options.shutdownTimeoutMs ?? 10_000);
+    await sweeper.stop();
+    await db.destroy();
+  };
   const urlHost = host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
   return {
     url: `http://${urlHost}:${port}`,
     port,
     db,
-    close: async () => {
-      await grpc.close(options.shutdownTimeoutMs ?? 10_000);
-      await sweeper.stop();
-      await db.destroy();
-    },
+    close: () => (closing ??= shutdown()),
   };
 }

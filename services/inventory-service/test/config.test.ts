@@ -22,6 +22,8 @@ describe("configuration", () => {
       expirySweepIntervalMs: 5000,
       dbPoolSize: 20,
       logLevel: "info",
+      healthCheckIntervalMs: 2000,
+      grpcMaxTimeoutMs: 30_000,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -37,6 +39,8 @@ describe("configuration", () => {
       DB_POOL_SIZE: "5",
       LOG_LEVEL: "debug",
       SHUTDOWN_TIMEOUT_MS: "3000",
+      HEALTH_CHECK_INTERVAL_MS: "500",
+      GRPC_MAX_TIMEOUT_MS: "5000",
     });
     expect(config).toMatchObject({
       serverPort: 7000,
@@ -47,6 +51,8 @@ describe("configuration", () => {
       dbPoolSize: 5,
       logLevel: "debug",
       shutdownTimeoutMs: 3000,
+      healthCheckIntervalMs: 500,
+      grpcMaxTimeoutMs: 5000,
     });
   });
 
@@ -66,6 +72,8 @@ describe("configuration", () => {
         DB_POOL_SIZE: "-2",
         LOG_LEVEL: "loud",
         SHUTDOWN_TIMEOUT_MS: "soon",
+        HEALTH_CHECK_INTERVAL_MS: "10",
+        GRPC_MAX_TIMEOUT_MS: "0",
       }),
     ).toEqual([
       'DATABASE_URL must be a postgres:// or postgresql:// URL, got "mysql://db/x"',
@@ -76,6 +84,8 @@ describe("configuration", () => {
       'EXPIRY_SWEEP_INTERVAL_MS must be an integer from 10 to 3600000, got "1.5"',
       'DB_POOL_SIZE must be an integer from 1 to 1000, got "-2"',
       'SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 600000, got "soon"',
+      'HEALTH_CHECK_INTERVAL_MS must be an integer from 50 to 600000, got "10"',
+      'GRPC_MAX_TIMEOUT_MS must be an integer from 100 to 3600000, got "0"',
     ]);
   });
 });

@@ -1,26 +1,20 @@
+import { execFile } from "node:child_process";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { promisify } from "node:util";
+import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
-import { freePort, startEmbeddedPostgres, type PostgresServer } from "@ecommerce/tools/postgres.ts";
-import pg from "pg";
+import { ensureDatabase, freePort, startEmbeddedPostgres, type PostgresServer } from "@ecommerce/tools/postgres.ts";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { watchDatabase } from "../src/health/database-watch.ts";
 import { healthRoutes } from "../src/health/health-service.ts";
 import { createHealthState, ServingStatus, type HealthState } from "../src/health/health-state.ts";
-import { startTestServer, stubInventoryRoutes, type TestServer } from "./grpc-test-server.ts";
+import { startInventoryServer, type InventoryServer } from "../src/server.ts";
 
 const { SERVING, NOT_SERVING, SERVICE_UNKNOWN } = ServingStatus;
 const inventory = InventoryService.typeName;
-
-/** Starts a server answering Health from `state`, and a client of it. */
-async function serveHealth(state: HealthState): Promise<{ server: TestServer; health: Client<typeof Health> }> {
-  const server = await startTestServer(stubInventoryRoutes, healthRoutes(state));
-  return { server, health: createClient(Health, createGrpcTransport({ baseUrl: server.url })) };
-}
 
 /** Reads a Watch stream in the background, keeping every status it delivers. */
 function watchInBackground(health: Client<typeof Health>, service: string, signal?: AbortSignal) {
@@ -31,90 +25,105 @@ function watchInBackground(health: Client<typeof Health>, service: string, signa
   return { statuses, done };
 }
 
-describe("health of a server whose database goes away and comes back", () => {
+const execFileAsync = promisify(execFile);
+
+/**
+ * Runs scripts/healthcheck.ts the way compose.yaml does (from the service
+ * folder, SERVER_PORT in the environment) and returns its exit code and
+ * what it printed.
+ */
+async function runHealthcheck(port: number, ...args: string[]): Promise<{ code: number; output: string }> {
+  const options = { cwd: path.resolve(import.meta.dirname, ".."), env: { ...process.env, SERVER_PORT: String(port) } };
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ["scripts/healthcheck.ts", ...args], options);
+    return { code: 0, output: stdout + stderr };
+  } catch (e) {
+    const failure = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: failure.code ?? -1, output: (failure.stdout ?? "") + (failure.stderr ?? "") };
+  }
+}
+
+describe("health of the inventory server, whose database goes away and comes back", () => {
   let dir: string;
-  let port: number;
+  let pgPort: number;
   let postgres: PostgresServer | undefined;
-  let pool: pg.Pool;
-  let state: HealthState;
-  let stopWatching: () => void;
-  let server: TestServer;
+  let server: InventoryServer;
   let health: Client<typeof Health>;
 
   const startPostgres = async () => {
-    postgres = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), port, persistent: true });
+    postgres = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), port: pgPort, persistent: true });
   };
+  const statusOf = async (service: string) => (await health.check({ service })).status;
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "inventory-health-"));
     // The server may run as another user (see startEmbeddedPostgres).
     await chmod(dir, 0o755);
-    port = await freePort();
+    pgPort = await freePort();
     await startPostgres();
-    pool = new pg.Pool({ connectionString: postgres!.url("postgres"), max: 1, connectionTimeoutMillis: 1_000 });
-    // Idle connections die with the server; the pool opens new ones.
-    pool.on("error", () => {});
-
-    state = createHealthState({ "": NOT_SERVING, [inventory]: NOT_SERVING, liveness: SERVING });
-    stopWatching = watchDatabase(state, {
-      check: async () => void (await pool.query("SELECT 1")),
-      services: ["", inventory],
-      intervalMs: 100,
-      timeoutMs: 1_000,
-    });
-    ({ server, health } = await serveHealth(state));
+    const databaseUrl = postgres!.url("inventory");
+    await ensureDatabase(databaseUrl);
+    // Silent: the expiry sweeper complains while the database is away.
+    server = await startInventoryServer({ databaseUrl, healthCheckIntervalMs: 100, shutdownTimeoutMs: 10_000, logLevel: "silent" });
+    health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
   });
 
   afterAll(async () => {
-    stopWatching?.();
     await server?.close();
-    await pool?.end();
     await postgres?.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("reports NOT_SERVING while the database is down and SERVING again once it is back, to Check and Watch", async () => {
-    await vi.waitFor(async () => expect((await health.check({ service: "" })).status).toBe(SERVING));
+  it("serves the whole server, InventoryService and liveness, and the container health check agrees", async () => {
+    await vi.waitFor(async () => expect(await statusOf("")).toBe(SERVING));
+    expect(await statusOf(inventory)).toBe(SERVING);
+    expect(await statusOf("liveness")).toBe(SERVING);
+    expect(await runHealthcheck(server.port)).toEqual({ code: 0, output: "SERVING\n" });
+  });
+
+  it("reports NOT_SERVING while the database is down and SERVING again once it is back, to Check, Watch and the health check", async () => {
     const watch = watchInBackground(health, "");
+    await vi.waitFor(() => expect(watch.statuses).toEqual([SERVING]));
 
     await postgres!.stop();
     postgres = undefined;
-    await vi.waitFor(async () => expect((await health.check({ service: "" })).status).toBe(NOT_SERVING), { timeout: 5_000 });
-    expect((await health.check({ service: inventory })).status).toBe(NOT_SERVING);
+    await vi.waitFor(async () => expect(await statusOf("")).toBe(NOT_SERVING), { timeout: 5_000 });
+    expect(await statusOf(inventory)).toBe(NOT_SERVING);
     // The process itself is fine: liveness does not follow the database.
-    expect((await health.check({ service: "liveness" })).status).toBe(SERVING);
+    expect(await statusOf("liveness")).toBe(SERVING);
+    expect(await runHealthcheck(server.port)).toEqual({ code: 1, output: "NOT_SERVING\n" });
+    expect(await runHealthcheck(server.port, "liveness")).toEqual({ code: 0, output: "SERVING\n" });
 
     await startPostgres();
-    await vi.waitFor(async () => expect((await health.check({ service: "" })).status).toBe(SERVING), { timeout: 5_000 });
+    await vi.waitFor(async () => expect(await statusOf("")).toBe(SERVING), { timeout: 5_000 });
     await vi.waitFor(() => expect(watch.statuses).toEqual([SERVING, NOT_SERVING, SERVING]));
+  });
 
-    // Shutting down: everything NOT_SERVING, and the watch ends cleanly.
-    state.shutdown();
+  it("on close, turns NOT_SERVING and ends Watch streams before it stops, without waiting for them to time out", async () => {
+    const watch = watchInBackground(health, inventory);
+    await vi.waitFor(() => expect(watch.statuses).toEqual([SERVING]));
+
+    const started = performance.now();
+    await server.close();
+    // The Watch ended cleanly rather than being cut off after shutdownTimeoutMs.
+    expect(performance.now() - started).toBeLessThan(2_000);
     await watch.done;
-    expect(watch.statuses).toEqual([SERVING, NOT_SERVING, SERVING, NOT_SERVING]);
-    const { statuses } = await health.list({});
-    expect(Object.fromEntries(Object.entries(statuses).map(([name, r]) => [name, r.status]))).toEqual({
-      "": NOT_SERVING,
-      [inventory]: NOT_SERVING,
-      liveness: NOT_SERVING,
-    });
-    // A recovered database does not bring a server that is shutting down back.
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    expect((await health.check({ service: "" })).status).toBe(NOT_SERVING);
+    expect(watch.statuses).toEqual([SERVING, NOT_SERVING]);
+
+    const after = await runHealthcheck(server.port);
+    expect(after.code).toBe(1);
+    expect(after.output).toMatch(/^health check failed: /);
   });
 });
 
 describe("grpc.health.v1.Health", () => {
   let state: HealthState;
-  let server: TestServer;
   let health: Client<typeof Health>;
 
-  beforeAll(async () => {
+  beforeAll(() => {
     state = createHealthState();
-    ({ server, health } = await serveHealth(state));
+    health = createClient(Health, createRouterTransport(healthRoutes(state)));
   });
-
-  afterAll(() => server?.close());
 
   it("answers Check for the whole server and NOT_FOUND for an unknown service", async () => {
     expect((await health.check({})).status).toBe(SERVING);
@@ -149,6 +158,14 @@ describe("grpc.health.v1.Health", () => {
     const { statuses } = await health.list({});
     expect(statuses[""]?.status).toBe(SERVING);
     expect(statuses[inventory]?.status).toBe(NOT_SERVING);
+  });
+
+  it("keeps every service NOT_SERVING after shutdown, whatever is reported later", async () => {
+    state.shutdown();
+    state.setStatus("", SERVING);
+    const { statuses } = await health.list({});
+    expect(Object.values(statuses).map((r) => r.status)).toEqual(Object.values(statuses).map(() => NOT_SERVING));
+    expect((await health.check({})).status).toBe(NOT_SERVING);
   });
 });
 

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
 import { AdjustmentReason } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,6 +45,16 @@ describe("CreateProduct and GetProduct", () => {
     for (const field of ["sku", "name", "price_minor", "currency", "initial_stock"]) {
       expect(err.rawMessage).toContain(`${field} `);
     }
+    // The same, typed, for programs: one google.rpc.BadRequest field violation per bad field.
+    const [badRequest, ...more] = err.findDetails(BadRequestSchema);
+    expect(more).toEqual([]);
+    expect(badRequest?.fieldViolations.map(({ field, description }) => ({ field, description }))).toEqual([
+      { field: "sku", description: 'must be 1 to 64 letters, digits, \'-\' or \'_\', got "has space"' },
+      { field: "name", description: "is required" },
+      { field: "price_minor", description: "must be zero or more" },
+      { field: "currency", description: 'must be an ISO 4217 code of three upper-case letters, got "usd"' },
+      { field: "initial_stock", description: "must be zero or more" },
+    ]);
   });
 
   it("answers NOT_FOUND for an unknown product and INVALID_ARGUMENT for a malformed id", async () => {

@@ -2,7 +2,6 @@ import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { file_google_rpc_error_details } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
 import {
   ExtensionRequestSchema,
   ServerReflection,
@@ -11,78 +10,20 @@ import {
   type ServerReflectionResponse,
 } from "@ecommerce/gen/grpc/reflection/v1/reflection_pb.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHealthState } from "../src/health/health-state.ts";
-import { healthRoutes } from "../src/health/health-service.ts";
-import { reflectionRoutes } from "../src/reflection/reflection.ts";
-import { buf, startTestServer, stubInventoryRoutes, type TestServer } from "./grpc-test-server.ts";
+import { startHarness, type Harness } from "./inventory-harness.ts";
 
-let server: TestServer;
-
+// The protocol itself, against the real server; what grpcurl-like tools
+// make of it is in standard-services.test.ts.
+let h: Harness;
 beforeAll(async () => {
-  server = await startTestServer(
-    stubInventoryRoutes,
-    healthRoutes(createHealthState()),
-    reflectionRoutes({ extraFiles: [file_google_rpc_error_details] }),
-  );
+  h = await startHarness();
 });
-
-afterAll(() => server?.close());
-
-const servedServices = [
-  "grpc.health.v1.Health",
-  "grpc.reflection.v1.ServerReflection",
-  "grpc.reflection.v1alpha.ServerReflection",
-  "inventory.v1.InventoryService",
-];
-
-describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s", (reflectProtocol) => {
-  const curl = (...args: string[]) =>
-    buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", reflectProtocol, ...args);
-
-  it("lists exactly the services the server answers", async () => {
-    const result = await curl("--list-services", server.url);
-    expect(result.stderr).toBe("");
-    expect(result.stdout.trim().split("\n").sort()).toEqual(servedServices);
-  });
-
-  it("lists the methods of every service", async () => {
-    const { stdout } = await curl("--list-methods", server.url);
-    const methods = stdout.trim().split("\n");
-    expect(methods).toEqual(
-      expect.arrayContaining([
-        "inventory.v1.InventoryService/CheckStock",
-        "inventory.v1.InventoryService/ReserveStock",
-        "inventory.v1.InventoryService/AdjustStock",
-        "grpc.health.v1.Health/Check",
-        "grpc.health.v1.Health/Watch",
-        "grpc.health.v1.Health/List",
-        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-      ]),
-    );
-  });
-
-  it("calls CheckStock from JSON with no proto files at hand", async () => {
-    const request = { lines: [{ productId: "laptop-gaming", quantity: 2 }, { productId: "smartphone", quantity: 20 }] };
-    const result = await curl("-d", JSON.stringify(request), `${server.url}/inventory.v1.InventoryService/CheckStock`);
-    expect(result.stderr).toBe("");
-    expect(JSON.parse(result.stdout)).toEqual({
-      lines: [
-        { productId: "laptop-gaming", requested: 2, available: 3, isAvailable: true },
-        { productId: "smartphone", requested: 20, available: 12 },
-      ],
-    });
-  });
-
-  it("checks health with no proto files at hand", async () => {
-    const result = await curl("-d", "{}", `${server.url}/grpc.health.v1.Health/Check`);
-    expect(JSON.parse(result.stdout)).toEqual({ status: "SERVING" });
-  });
-});
+afterAll(() => h.close());
 
 describe("ServerReflectionInfo", () => {
   // Asks every question on one stream and collects the answers.
   const ask = async (...questions: ServerReflectionRequest["messageRequest"][]) => {
-    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: server.url }));
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: h.server.url }));
     const stream = client.serverReflectionInfo(
       (async function* () {
         for (const messageRequest of questions) yield create(ServerReflectionRequestSchema, { messageRequest });

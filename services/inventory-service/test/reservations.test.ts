@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
+import { BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
 import { InsufficientStockSchema, ReservationStatus } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
@@ -62,6 +63,7 @@ describe("ReserveStock", () => {
       { productId: b.id, requested: 2, available: 1 },
       { productId: c.id, requested: 1, available: 0 },
     ]);
+    expect(err.findDetails(BadRequestSchema)).toEqual([]);
     expect(err.rawMessage).toContain(b.id);
     expect(await stockOf(a.id)).toMatchObject({ reserved: 0, available: 5 });
   });
@@ -155,6 +157,9 @@ describe("ReserveStock", () => {
     const err = await rpcError(h.client.reserveStock(req));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toContain(message);
+    // The message is the google.rpc.BadRequest detail in words: one violation per bad field.
+    const [badRequest] = err.findDetails(BadRequestSchema);
+    expect(badRequest?.fieldViolations.map((v) => `${v.field} ${v.description}`).join("; ")).toBe(err.rawMessage);
   });
 });
 

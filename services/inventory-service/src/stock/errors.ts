@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { BadRequest_FieldViolationSchema, BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
 import { InsufficientStockSchema, ShortLineSchema } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
-import type { Logger } from "pino";
 import type { ReservationStatus } from "../db/database.ts";
 
 /** One bad request field, shaped like google.rpc.BadRequest.FieldViolation. */
@@ -131,45 +131,54 @@ function isDatabaseUnavailable(e: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect/.test(e.message);
 }
 
-/**
- * The one mapping from errors to gRPC statuses. Inventory errors keep their
- * message (and the InsufficientStock detail); database outages become
- * UNAVAILABLE; anything else is INTERNAL without internals in the message.
- */
-export function toConnectError(e: unknown): ConnectError {
-  if (e instanceof ConnectError) return e;
-  if (e instanceof InventoryError) {
-    const details =
-      e.code === "insufficient_stock"
-        ? [
-            {
-              desc: InsufficientStockSchema,
-              value: create(InsufficientStockSchema, {
-                lines: e.shortLines.map((l) => create(ShortLineSchema, l)),
-              }),
-            },
-          ]
-        : [];
-    return new ConnectError(e.message, GRPC_CODES[e.code], undefined, details, e);
+/** The typed error details a refusal carries, for clients to read with `findDetails`. */
+function detailsOf(e: InventoryError) {
+  switch (e.code) {
+    case "invalid_input":
+      return [
+        {
+          desc: BadRequestSchema,
+          value: create(BadRequestSchema, {
+            fieldViolations: e.violations.map((v) => create(BadRequest_FieldViolationSchema, v)),
+          }),
+        },
+      ];
+    case "insufficient_stock":
+      return [
+        {
+          desc: InsufficientStockSchema,
+          value: create(InsufficientStockSchema, { lines: e.shortLines.map((l) => create(ShortLineSchema, l)) }),
+        },
+      ];
+    default:
+      return [];
   }
-  if (isDatabaseUnavailable(e)) return new ConnectError("the inventory database is unavailable", Code.Unavailable);
-  return new ConnectError("internal error", Code.Internal);
 }
 
 /**
- * Interceptor that turns whatever a handler throws into its gRPC status
- * (see {@link toConnectError}) and logs the failures that are ours to fix.
+ * The one mapping from errors to gRPC statuses. Inventory errors keep their
+ * message and typed details (google.rpc.BadRequest for bad fields,
+ * inventory.v1.InsufficientStock for short stock); a call the client gave
+ * up on is CANCELED; database outages become UNAVAILABLE; anything else is
+ * INTERNAL without internals in the message. The original error stays
+ * available as `cause` for logging; it never goes over the wire.
  */
-export function errorInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (e) {
-      const error = toConnectError(e);
-      if (error.code === Code.Internal || error.code === Code.Unavailable) {
-        logger.error({ err: e, procedure: req.method.name }, "call failed");
-      }
-      throw error;
-    }
-  };
+export function toConnectError(e: unknown): ConnectError {
+  if (e instanceof ConnectError) return e;
+  if (e instanceof InventoryError) return new ConnectError(e.message, GRPC_CODES[e.code], undefined, detailsOf(e), e);
+  if (e instanceof Error && e.name === "AbortError") return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, e);
+  if (isDatabaseUnavailable(e)) return new ConnectError("the inventory database is unavailable", Code.Unavailable, undefined, undefined, e);
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
 }
+
+/**
+ * Interceptor that turns whatever a unary handler throws into its gRPC
+ * status (see {@link toConnectError}).
+ */
+export const errorInterceptor: Interceptor = (next) => async (req) => {
+  try {
+    return await next(req);
+  } catch (e) {
+    throw toConnectError(e);
+  }
+};

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   type InventoryService,
   LineAvailabilitySchema,
@@ -12,6 +12,7 @@ import {
   StockMovementSchema,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import type { Kysely } from "kysely";
+import { stopWhenAborted } from "../db/abort.ts";
 import type { Database, StockMovementRow } from "../db/database.ts";
 import { adjustStock, checkStock, createProduct, getProduct, listProducts, type ProductWithStock } from "./products.ts";
 import {
@@ -44,44 +45,48 @@ export interface InventoryServiceDeps {
  * The InventoryService RPCs: each validates its request, runs the use case
  * and turns the result into the response message. Errors are thrown as they
  * are and mapped to gRPC statuses by the error interceptor.
+ *
+ * Database work runs on a view of the pool bound to the call's signal: a
+ * call whose deadline passed or whose client went away starts no further
+ * statement, and its transaction rolls back (see stopWhenAborted).
  */
 export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<typeof InventoryService> {
-  const { db } = deps;
+  const forCall = ({ signal }: HandlerContext) => stopWhenAborted(deps.db, signal);
   return {
-    async checkStock(req) {
-      const lines = await checkStock(db, parseCheckStock(req));
+    async checkStock(req, call) {
+      const lines = await checkStock(forCall(call), parseCheckStock(req));
       return {
         lines: lines.map((l) => create(LineAvailabilitySchema, { ...l, isAvailable: l.available >= l.requested })),
         allAvailable: lines.every((l) => l.available >= l.requested),
       };
     },
-    async reserveStock(req) {
-      return { reservation: toReservation(await reserveStock(db, parseReserveStock(req), deps.reservationTtlSeconds)) };
+    async reserveStock(req, call) {
+      return { reservation: toReservation(await reserveStock(forCall(call), parseReserveStock(req), deps.reservationTtlSeconds)) };
     },
-    async releaseStock(req) {
+    async releaseStock(req, call) {
       const { orderId, reason } = parseReleaseStock(req);
-      const reservation = await releaseStock(db, orderId, reason);
+      const reservation = await releaseStock(forCall(call), orderId, reason);
       return { reservation: reservation && toReservation(reservation) };
     },
-    async commitStock(req) {
-      return { reservation: toReservation(await commitStock(db, parseOrderId(req.orderId))) };
+    async commitStock(req, call) {
+      return { reservation: toReservation(await commitStock(forCall(call), parseOrderId(req.orderId))) };
     },
-    async confirmReservations(req) {
-      const { confirmed, missing } = await confirmReservations(db, parseConfirmReservations(req));
+    async confirmReservations(req, call) {
+      const { confirmed, missing } = await confirmReservations(forCall(call), parseConfirmReservations(req));
       return { confirmedOrderIds: confirmed, missingOrderIds: missing };
     },
-    async getProduct(req) {
-      return { product: toProduct(await getProduct(db, parseProductId(req.productId))) };
+    async getProduct(req, call) {
+      return { product: toProduct(await getProduct(forCall(call), parseProductId(req.productId))) };
     },
-    async listProducts(req) {
-      const { products, nextPageToken } = await listProducts(db, parseListProducts(req));
+    async listProducts(req, call) {
+      const { products, nextPageToken } = await listProducts(forCall(call), parseListProducts(req));
       return { products: products.map(toProduct), nextPageToken };
     },
-    async createProduct(req) {
-      return { product: toProduct(await createProduct(db, parseCreateProduct(req))) };
+    async createProduct(req, call) {
+      return { product: toProduct(await createProduct(forCall(call), parseCreateProduct(req))) };
     },
-    async adjustStock(req) {
-      const { product, movement } = await adjustStock(db, parseAdjustStock(req));
+    async adjustStock(req, call) {
+      const { product, movement } = await adjustStock(forCall(call), parseAdjustStock(req));
       return { product: toProduct(product), movement: toMovement(movement) };
     },
   };

@@ -1,0 +1,33 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+
+/**
+ * Interceptor that gives every unary call at most `maxTimeoutMs`: the
+ * client's own deadline when that is shorter, the cap otherwise, including
+ * for clients that set no deadline at all (grpcurl and buf curl by default).
+ * The handler's `signal` aborts with DEADLINE_EXCEEDED when the cap is
+ * reached, and database work stops at its next statement (see
+ * stopWhenAborted).
+ *
+ * Connect's own `maxTimeoutMs` adapter option is not used: it refuses a
+ * call whose deadline is longer than the limit with INVALID_ARGUMENT, which
+ * punishes a client for being patient, and leaves calls without a deadline
+ * unbounded. Streams (health Watch, reflection) are left alone: they last
+ * as long as their client wants.
+ */
+export function deadlineCap(maxTimeoutMs: number): Interceptor {
+  const reason = () => new ConnectError(`the call took longer than the server allows (${maxTimeoutMs} ms)`, Code.DeadlineExceeded);
+  return (next) => async (req) => {
+    if (req.stream) return next(req);
+    const capped = new AbortController();
+    const forward = () => capped.abort(req.signal.reason);
+    if (req.signal.aborted) forward();
+    else req.signal.addEventListener("abort", forward, { once: true });
+    const timer = setTimeout(() => capped.abort(reason()), maxTimeoutMs);
+    try {
+      return await next({ ...req, signal: capped.signal });
+    } finally {
+      clearTimeout(timer);
+      req.signal.removeEventListener("abort", forward);
+    }
+  };
+}
