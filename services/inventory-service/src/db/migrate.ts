@@ -2,10 +2,12 @@ import type { Kysely } from "kysely";
 import { Migrator, type Migration, type MigrationProvider } from "kysely/migration";
 import type { Database } from "./database.ts";
 import * as initial from "./migrations/0001_initial.ts";
+import * as reserveStockFunction from "./migrations/0002_reserve_stock_function.ts";
 
 /** Every migration in order of name; a static list, so no files are read at run time. */
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0002_reserve_stock_function": reserveStockFunction,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

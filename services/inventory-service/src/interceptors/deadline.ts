@@ -1,4 +1,15 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+
+/** When the server gives up on the call (epoch ms), set by {@link deadlineCap}. */
+const serverDeadline = createContextKey<number>(Number.POSITIVE_INFINITY, { description: "server deadline" });
+
+/**
+ * Milliseconds a handler has left: the client's deadline or the server's
+ * cap, whichever comes first; Infinity when neither applies.
+ */
+export function remainingMs(call: HandlerContext): number {
+  return Math.min(call.timeoutMs() ?? Number.POSITIVE_INFINITY, call.values.get(serverDeadline) - Date.now());
+}
 
 /**
  * Interceptor that gives every unary call at most `maxTimeoutMs`: the
@@ -23,6 +34,7 @@ export function deadlineCap(maxTimeoutMs: number): Interceptor {
     if (req.signal.aborted) forward();
     else req.signal.addEventListener("abort", forward, { once: true });
     const timer = setTimeout(() => capped.abort(reason()), maxTimeoutMs);
+    req.contextValues.set(serverDeadline, Date.now() + maxTimeoutMs);
     try {
       return await next({ ...req, signal: capped.signal });
     } finally {

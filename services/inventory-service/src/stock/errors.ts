@@ -167,6 +167,10 @@ export function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof InventoryError) return new ConnectError(e.message, GRPC_CODES[e.code], undefined, detailsOf(e), e);
   if (e instanceof Error && e.name === "AbortError") return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, e);
+  // lock_timeout, set from the call's deadline, ended the wait for a lock.
+  if ((e as { code?: unknown }).code === "55P03") {
+    return new ConnectError("the call's deadline passed while it waited for stock locks", Code.DeadlineExceeded, undefined, undefined, e);
+  }
   if (isDatabaseUnavailable(e)) return new ConnectError("the inventory database is unavailable", Code.Unavailable, undefined, undefined, e);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
 }

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { Database, ReservationLineRow, ReservationRow } from "../db/database.ts";
 import { inventoryErrors, type ShortLine } from "./errors.ts";
-import { lockStock, moveStock, type Db, type Movement } from "./stock-levels.ts";
+import { lockStock, moveStock, type Db, type LockedStock, type Movement } from "./stock-levels.ts";
 
 /** A product and how many units of it an order wants. */
 export interface LineInput {
@@ -33,60 +33,65 @@ const byProductId = (a: { product_id: string }, b: { product_id: string }) =>
   a.product_id < b.product_id ? -1 : a.product_id > b.product_id ? 1 : 0;
 
 /**
- * Reserves every line of an order or none, in one transaction, holding the
- * stock until `ttlSeconds` from now unless confirmed. Idempotent on the
- * order id: a repeat with the same lines returns the reservation as it is.
+ * Reserves every line of an order or none, holding the stock until
+ * `ttlSeconds` from now unless confirmed. Idempotent on the order id: a
+ * repeat with the same lines returns the reservation as it is.
  *
- * Statements on a first reservation: insert the reservation (a conflict
- * means a repeat), lock the stock rows in id order, insert the lines, move
- * the stock and write the ledger.
+ * This is the hot path of every order, so it is one call of the
+ * reserve_stock() database function (migration 0002): one round trip and
+ * one commit. It locks the stock rows in product id order (the order every
+ * writer uses, so overlapping reservations queue instead of deadlocking)
+ * and, only when every line is known and available, inserts the
+ * reservation, its lines, the stock change and its ledger rows. It waits
+ * for locks at most `lockTimeoutMs`, the time the caller has left.
  */
-export async function reserveStock(db: Kysely<Database>, input: ReserveInput, ttlSeconds: number): Promise<ReservationRecord> {
-  return db.transaction().execute(async (tx) => {
-    const reservation = await tx
-      .insertInto("reservations")
-      .values({
-        order_id: input.orderId,
-        status: "reserved",
-        expires_at: sql<Date>`now() + make_interval(secs => ${ttlSeconds})`,
-      })
-      .onConflict((oc) => oc.column("order_id").doNothing())
-      .returningAll()
-      .executeTakeFirst();
-    if (reservation === undefined) return repeatedReservation(tx, input);
+export async function reserveStock(db: Db, input: ReserveInput, ttlSeconds: number, lockTimeoutMs: number): Promise<ReservationRecord> {
+  const { rows } = await sql<LockedStock & { reserved_now: boolean; expires_at: Date | null; created_at: Date | null }>`
+    SELECT * FROM reserve_stock(
+      ${input.orderId}::uuid, ${input.lines.map((l) => l.productId)}::uuid[], ${input.lines.map((l) => l.quantity)}::int[],
+      ${ttlSeconds}::int, ${Math.ceil(lockTimeoutMs)}::int
+    )
+  `.execute(db);
 
-    const stock = new Map((await lockStock(tx, input.lines.map((l) => l.productId))).map((s) => [s.product_id, s]));
-    const unknown = input.lines.filter((l) => !stock.has(l.productId)).map((l) => l.productId);
-    if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
-    const short: ShortLine[] = [];
-    const lines: ReservationLineRow[] = input.lines.map(({ productId, quantity }) => {
-      const s = stock.get(productId)!;
-      const available = s.on_hand - s.reserved;
-      if (available < quantity) short.push({ productId, requested: quantity, available });
-      return {
+  const made = rows[0];
+  if (made?.reserved_now) {
+    const quantities = new Map(input.lines.map((l) => [l.productId, l.quantity]));
+    return {
+      order_id: input.orderId,
+      status: "reserved",
+      expires_at: made.expires_at,
+      created_at: made.created_at!,
+      updated_at: made.created_at!,
+      lines: rows.map((s) => ({
         order_id: input.orderId,
-        product_id: productId,
-        quantity,
+        product_id: s.product_id,
+        quantity: quantities.get(s.product_id)!,
         unit_price_minor: s.price_minor,
         currency: s.currency,
-      };
-    });
-    if (short.length > 0) throw inventoryErrors.insufficientStock(short);
-
-    await tx.insertInto("reservation_lines").values(lines).execute();
-    await moveStock(
-      tx,
-      lines.map((l) => movement(l, "reserve", { onHandDelta: 0, reservedDelta: l.quantity }, "")),
-    );
-    return { ...reservation, lines: lines.sort(byProductId) };
+      })),
+    };
+  }
+  // Nothing was reserved: the order already has a reservation (perhaps
+  // made by a twin call that committed while this one waited for the
+  // locks), or a line is unknown or short.
+  const existing = await findReservation(db, input.orderId);
+  if (existing) return sameReservation(existing, input);
+  const stock = new Map(rows.map((s) => [s.product_id, s]));
+  const unknown = input.lines.filter((l) => !stock.has(l.productId)).map((l) => l.productId);
+  if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
+  const short: ShortLine[] = input.lines.flatMap(({ productId, quantity }) => {
+    const s = stock.get(productId)!;
+    const available = s.on_hand - s.reserved;
+    return available < quantity ? [{ productId, requested: quantity, available }] : [];
   });
+  if (short.length > 0) throw inventoryErrors.insufficientStock(short);
+  // Every line was available, yet nothing was reserved and no reservation
+  // exists: only a reservation that vanished in between could do this.
+  throw new Error(`reservation for order ${input.orderId} was neither made nor found`);
 }
 
 /** The answer to a ReserveStock for an order that already has a reservation. */
-async function repeatedReservation(tx: Transaction<Database>, input: ReserveInput): Promise<ReservationRecord> {
-  const existing = await findReservation(tx, input.orderId);
-  // Reservations are never deleted, so the conflicting row is there.
-  if (existing === undefined) throw new Error(`reservation ${input.orderId} vanished`);
+function sameReservation(existing: ReservationRecord, input: ReserveInput): ReservationRecord {
   const wanted = new Map(input.lines.map((l) => [l.productId, l.quantity]));
   const same =
     existing.lines.length === wanted.size && existing.lines.every((l) => wanted.get(l.product_id) === l.quantity);

@@ -15,6 +15,7 @@ import type { Kysely } from "kysely";
 import { stopWhenAborted } from "../db/abort.ts";
 import type { Database, StockMovementRow } from "../db/database.ts";
 import { adjustStock, checkStock, createProduct, getProduct, listProducts, type ProductWithStock } from "./products.ts";
+import { remainingMs } from "../interceptors/deadline.ts";
 import {
   commitStock,
   confirmReservations,
@@ -61,7 +62,10 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       };
     },
     async reserveStock(req, call) {
-      return { reservation: toReservation(await reserveStock(forCall(call), parseReserveStock(req), deps.reservationTtlSeconds)) };
+      const input = parseReserveStock(req);
+      const left = remainingMs(call);
+      const reservation = await reserveStock(forCall(call), input, deps.reservationTtlSeconds, Number.isFinite(left) ? Math.max(1, left) : 0);
+      return { reservation: toReservation(reservation) };
     },
     async releaseStock(req, call) {
       const { orderId, reason } = parseReleaseStock(req);
