@@ -36,6 +36,11 @@ typecheck: install
 seed-inventory: install
 	$(PNPM) --filter @ecommerce/inventory-service run seed
 
+## Compare the orders and inventory databases; exits non-zero on any inconsistency.
+## ORDERS_DATABASE_URL / INVENTORY_DATABASE_URL, or the development databases.
+check-consistency: install
+	$(PNPM) exec node tools/check-consistency.ts
+
 clean:
 	rm -rf .data node_modules */node_modules */*/node_modules
 

@@ -18,12 +18,24 @@ export interface Config {
   readonly inventoryUrl: string;
   /** Deadline of every inventory call. */
   readonly inventoryTimeoutMs: number;
-  /** How often unacknowledged stock changes are re-sent to inventory; 0 disables. */
-  readonly stockSyncIntervalMs: number;
+  /** Period of the reconciler (orders/reconciler.ts); 0 turns it off. */
+  readonly reconcileIntervalMs: number;
+  /** The reconciler leaves a pending order younger than this to its request. */
+  readonly pendingGraceMs: number;
+  /** The reconciler rejects an order pending for longer than this. */
+  readonly pendingGiveUpMs: number;
   readonly logLevel: LogLevel;
   /** One info line per request (Fastify's request logging). */
   readonly logRequests: boolean;
   readonly bodyLimitBytes: number;
+  // REST conventions and protective defaults (see README, "REST conventions").
+  /** Origins allowed to call the API from a browser; empty turns CORS off. */
+  readonly corsOrigins: readonly string[];
+  /** Requests per client (IP address) per window; 0 turns rate limiting off. */
+  readonly rateLimitMax: number;
+  readonly rateLimitWindowMs: number;
+  /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
+  readonly trustProxy: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -74,21 +86,57 @@ export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.LOG_LEVEL?.trim() || "info") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
 
-  const config: Config = {
+  const core = {
     port: integer("SERVER_PORT", 8080, 0, 65535),
-    host: env.HOST?.trim() || "0.0.0.0",
+    host: env.SERVER_HOST?.trim() || "0.0.0.0",
     databaseUrl,
     dbPoolSize: integer("DB_POOL_SIZE", 20, 1, 1000),
     inventoryUrl: url("INVENTORY_SERVICE_URL", "http://127.0.0.1:9090", ["http:", "https:"]) ?? "",
     inventoryTimeoutMs: integer("INVENTORY_TIMEOUT_MS", 2000, 1, 600_000),
-    stockSyncIntervalMs: integer("STOCK_SYNC_INTERVAL_MS", 1000, 0, 3_600_000),
+    reconcileIntervalMs: integer("RECONCILE_INTERVAL_MS", 1000, 0, 3_600_000),
+    pendingGraceMs: integer("PENDING_GRACE_MS", 5000, 1, 3_600_000),
+    pendingGiveUpMs: integer("PENDING_GIVE_UP_MS", 60_000, 1, 86_400_000),
     logLevel,
     logRequests: boolean("LOG_REQUESTS", true),
     bodyLimitBytes: integer("BODY_LIMIT_BYTES", 64 * 1024, 1024, 100 * 1024 * 1024),
   };
 
+  const corsOrigins = (env.CORS_ORIGINS ?? "")
+    .split(",")
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== "");
+  for (const origin of corsOrigins) {
+    if (origin !== "*" && !isOrigin(origin)) {
+      problems.push(`CORS_ORIGINS must be a comma-separated list of origins such as https://shop.example.com, or *; got "${origin}"`);
+    }
+  }
+
+  const config: Config = {
+    ...core,
+    corsOrigins,
+    rateLimitMax: integer("RATE_LIMIT_MAX", 1000, 0, 1_000_000_000),
+    rateLimitWindowMs: integer("RATE_LIMIT_WINDOW_MS", 60_000, 1, 86_400_000),
+    trustProxy: boolean("TRUST_PROXY", false),
+  };
+
+  if (config.pendingGiveUpMs <= config.pendingGraceMs) {
+    problems.push(
+      `PENDING_GIVE_UP_MS (${config.pendingGiveUpMs}) must be greater than PENDING_GRACE_MS (${config.pendingGraceMs})`,
+    );
+  }
+
   if (problems.length > 0) {
     throw new Error(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return Object.freeze(config);
+}
+
+/** Whether `value` is exactly an HTTP(S) origin: scheme, host and optional port, nothing else. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
 }

@@ -2,13 +2,14 @@ import type { OrderStatus } from "./orders/status.ts";
 
 /**
  * Every error the API can answer with, as a stable machine-readable code.
- * The HTTP status of each is decided once, in plugins/problems.ts.
+ * The HTTP status, title and meaning of each are decided once, in
+ * plugins/problems.ts, which also documents them (OpenAPI and README).
  */
 export type ErrorCode =
   | "validation_failed"
-  | "invalid_json"
+  | "malformed_json"
   | "unsupported_media_type"
-  | "payload_too_large"
+  | "body_too_large"
   | "bad_request"
   | "route_not_found"
   | "invalid_cursor"
@@ -19,6 +20,9 @@ export type ErrorCode =
   | "insufficient_stock"
   | "order_rejected"
   | "status_conflict"
+  | "idempotency_key_in_flight"
+  | "idempotency_key_reused"
+  | "rate_limited"
   | "inventory_unavailable"
   | "not_ready"
   | "internal_error";
@@ -69,6 +73,17 @@ export const productNotFound = (productId: string) =>
 export const invalidCursor = () =>
   new AppError("invalid_cursor", "The cursor is not one this API returned; start again without a cursor.");
 
+export const invalidDateRange = () =>
+  new AppError("validation_failed", "created_after must not be later than created_before.", {
+    errors: [{ field: "/querystring/created_after", message: "must not be later than created_before" }],
+  });
+
+export const rateLimited = (retryAfterSeconds: number) =>
+  new AppError(
+    "rate_limited",
+    `Too many requests from this client; try again in ${retryAfterSeconds} second${retryAfterSeconds === 1 ? "" : "s"}.`,
+  );
+
 export const duplicateProduct = (productId: string) =>
   new AppError(
     "duplicate_product",
@@ -102,4 +117,16 @@ export const inventoryUnavailable = (orderId?: string) =>
       ? "Inventory did not answer in time. The order is pending and will be completed in the background; check it later with GET /api/v1/orders/{id}."
       : "Inventory did not answer in time; try again shortly.",
     orderId ? { order_id: orderId } : {},
+  );
+
+export const idempotencyKeyInFlight = (key: string) =>
+  new AppError(
+    "idempotency_key_in_flight",
+    `A request with Idempotency-Key "${key}" is still being processed; retry after Retry-After seconds to get its response.`,
+  );
+
+export const idempotencyKeyReused = (key: string) =>
+  new AppError(
+    "idempotency_key_reused",
+    `Idempotency-Key "${key}" was already used for a different request to this endpoint; use a new key for a new request.`,
   );

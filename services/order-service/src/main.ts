@@ -3,8 +3,12 @@ import { loadConfig } from "./config.ts";
 import { connectDatabase } from "./db/connect.ts";
 import { resolveDatabase } from "./db/database-url.ts";
 import { migrateToLatest } from "./db/migrate.ts";
+import { startAppReconciler } from "./orders/reconciler.ts";
 
-/** Starts the order service: config, database, migrations, HTTP; closes gracefully on SIGINT/SIGTERM. */
+/**
+ * Starts the order service: config, database, migrations, HTTP and the
+ * reconciler; closes gracefully on SIGINT/SIGTERM.
+ */
 async function main(): Promise<void> {
   const config = loadConfig();
   const database = await resolveDatabase(config);
@@ -18,14 +22,17 @@ async function main(): Promise<void> {
 
   const app = await buildApp({ config, databaseUrl: database.url });
   await app.listen({ port: config.port, host: config.host });
+  const reconciler = startAppReconciler(app, config);
 
   let closing = false;
   const close = async (signal: string) => {
     if (closing) return;
     closing = true;
     app.log.info({ signal }, "shutting down");
-    // Stops accepting connections, lets requests in flight finish, then
-    // closes the stock sync, the inventory session and the database pool.
+    // The reconciler finishes its pass first; then the app stops accepting
+    // connections, lets requests in flight finish, and closes the inventory
+    // session and the database pool.
+    await reconciler?.stop();
     await app.close();
     await database.stop();
     process.exit(0);

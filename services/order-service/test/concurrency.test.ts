@@ -4,7 +4,7 @@ import { call, createProduct, startSystem, stockOf, type TestSystem } from "./sy
 let system: TestSystem;
 
 beforeAll(async () => {
-  system = await startSystem("race", { env: { STOCK_SYNC_INTERVAL_MS: "0" } });
+  system = await startSystem("race", { env: {} });
 });
 afterAll(() => system?.close());
 

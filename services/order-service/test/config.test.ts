@@ -36,3 +36,11 @@ test("requires DATABASE_URL in production", () => {
     "postgres://db/orders",
   );
 });
+
+test("configures the reconciler, and refuses to give up on pending orders before their grace period ends", () => {
+  expect(loadConfig({})).toMatchObject({ reconcileIntervalMs: 1000, pendingGraceMs: 5000, pendingGiveUpMs: 60_000 });
+  expect(loadConfig({ RECONCILE_INTERVAL_MS: "0" }).reconcileIntervalMs).toBe(0);
+  expect(() => loadConfig({ PENDING_GRACE_MS: "10000", PENDING_GIVE_UP_MS: "5000" })).toThrow(
+    "PENDING_GIVE_UP_MS (5000) must be greater than PENDING_GRACE_MS (10000)",
+  );
+});

@@ -5,7 +5,7 @@ import { call, createProduct, startSystem, type TestSystem } from "./system.ts";
 let system: TestSystem;
 
 beforeAll(async () => {
-  system = await startSystem("hotpath", { env: { STOCK_SYNC_INTERVAL_MS: "0" } });
+  system = await startSystem("hotpath", { env: {} });
 });
 afterAll(() => system?.close());
 
@@ -44,4 +44,22 @@ test("a confirmed single-item order costs two statements on the orders database"
   expect(statements).toHaveLength(2);
   expect(statements[0]).toMatch(/^with "new_order" as \(insert into "orders"/);
   expect(statements[1]).toMatch(/^with "confirmed" as \(update "orders"/);
+});
+
+test("with an Idempotency-Key it still costs two statements: the key is written with the order, its response with the confirmation", async () => {
+  const product = await createProduct(system, { stock: 10 });
+  await call(`${system.api}/orders`, { body: { user_id: "warm", items: [{ product_id: product, quantity: 1 }] } });
+
+  let status = 0;
+  const statements = await ordersStatements(async () => {
+    ({ status } = await call(`${system.api}/orders`, {
+      body: { user_id: "u", items: [{ product_id: product, quantity: 1 }] },
+      headers: { "idempotency-key": "hot-path-key" },
+    }));
+  });
+
+  expect(status).toBe(201);
+  expect(statements).toHaveLength(2);
+  expect(statements[0]).toMatch(/insert into "idempotency_keys"/);
+  expect(statements[1]).toMatch(/^with "confirmed" as \(update "orders".*update "idempotency_keys"/s);
 });

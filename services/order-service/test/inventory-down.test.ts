@@ -12,7 +12,7 @@ describe("when inventory has stopped", () => {
   let product: string;
 
   beforeAll(async () => {
-    system = await startSystem("invdown", { env: { INVENTORY_TIMEOUT_MS: String(TIMEOUT_MS), STOCK_SYNC_INTERVAL_MS: "0" } });
+    system = await startSystem("invdown", { env: { INVENTORY_TIMEOUT_MS: String(TIMEOUT_MS) } });
     product = await createProduct(system, { stock: 10 });
     // The app has talked to inventory before it goes away.
     expect((await call(`${system.api}/orders`, { body: { user_id: "u", items: [{ product_id: product, quantity: 1 }] } })).status).toBe(201);
@@ -59,7 +59,7 @@ describe("when inventory accepts connections but never answers", () => {
     const { port } = blackHole.address() as AddressInfo;
     system = await startSystem("invhang", {
       inventoryUrl: `http://127.0.0.1:${port}`,
-      env: { INVENTORY_TIMEOUT_MS: String(TIMEOUT_MS), STOCK_SYNC_INTERVAL_MS: "0" },
+      env: { INVENTORY_TIMEOUT_MS: String(TIMEOUT_MS) },
     });
   });
   afterAll(async () => {

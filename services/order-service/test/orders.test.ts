@@ -5,7 +5,7 @@ import { call, createProduct, startSystem, stockOf, type TestSystem } from "./sy
 let system: TestSystem;
 
 beforeAll(async () => {
-  system = await startSystem("orders", { env: { STOCK_SYNC_INTERVAL_MS: "0" } });
+  system = await startSystem("orders", { env: {} });
 });
 afterAll(() => system?.close());
 

@@ -4,7 +4,10 @@ import { call, createProduct, eventually, startSystem, stockOf, type TestSystem 
 let system: TestSystem;
 
 beforeAll(async () => {
-  system = await startSystem("stocksync", { env: { STOCK_SYNC_INTERVAL_MS: "100", INVENTORY_TIMEOUT_MS: "500" } });
+  system = await startSystem("stocksync", {
+    reconcile: true,
+    env: { RECONCILE_INTERVAL_MS: "100", INVENTORY_TIMEOUT_MS: "500" },
+  });
 });
 afterAll(() => system?.close());
 

@@ -10,6 +10,7 @@ import { buildApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { connectDatabase } from "../src/db/connect.ts";
 import { migrateToLatest } from "../src/db/migrate.ts";
+import { startAppReconciler } from "../src/orders/reconciler.ts";
 
 /** Both services running in this process on ephemeral ports, each on its own fresh database. */
 export interface TestSystem {
@@ -20,6 +21,8 @@ export interface TestSystem {
   app: FastifyInstance;
   /** The order service's database. */
   ordersDatabaseUrl: string;
+  /** The inventory's database. */
+  inventoryDatabaseUrl: string;
   /** The running inventory server (replaced by startInventory). */
   inventoryServer: InventoryServer;
   /** Stops inventory, as an outage. */
@@ -33,11 +36,12 @@ export interface TestSystem {
 
 /**
  * Starts inventory (unless `inventoryUrl` points elsewhere) and the order
- * service against it. `env` overrides the order service's environment.
+ * service against it, with its reconciler when `reconcile` is set. `env`
+ * overrides the order service's environment.
  */
 export async function startSystem(
   label: string,
-  options: { env?: Record<string, string>; seed?: boolean; inventoryUrl?: string } = {},
+  options: { env?: Record<string, string>; seed?: boolean; inventoryUrl?: string; reconcile?: boolean } = {},
 ): Promise<TestSystem> {
   const [inventoryDb, ordersDb] = await Promise.all([
     createTestDatabase(`${label}_inventory`),
@@ -55,10 +59,13 @@ export async function startSystem(
     LOG_LEVEL: "error",
     LOG_REQUESTS: "false",
     DB_POOL_SIZE: "20",
+    // Load tests would trip the limiter; the tests of rate limiting turn it on.
+    RATE_LIMIT_MAX: "0",
     ...options.env,
   });
   const app = await buildApp({ config, databaseUrl: ordersDb });
   await app.listen({ port: 0, host: "127.0.0.1" });
+  const reconciler = options.reconcile ? startAppReconciler(app, config) : undefined;
   const { port } = app.server.address() as AddressInfo;
 
   const sessions = new Http2SessionManager(inventoryServer.url);
@@ -71,6 +78,7 @@ export async function startSystem(
     root: `http://127.0.0.1:${port}`,
     app,
     ordersDatabaseUrl: ordersDb,
+    inventoryDatabaseUrl: inventoryDb,
     inventoryServer,
     stopInventory: async () => {
       inventoryRunning = false;
@@ -84,6 +92,7 @@ export async function startSystem(
     inventory,
     close: async () => {
       sessions.abort();
+      await reconciler?.stop();
       await app.close();
       if (inventoryRunning) await inventoryServer.close();
     },

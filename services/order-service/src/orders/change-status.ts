@@ -1,33 +1,55 @@
 import { orderNotFound, statusConflict } from "../errors.ts";
 import type { OrderDeps } from "./deps.ts";
+import { begin, finish, holding, respond, type Answer, type IdempotentRequest } from "./idempotency.ts";
 import type { Order } from "./order.ts";
 import { applyTransition, findOrder } from "./repository.ts";
 import { CANCEL, FULFIL, type Transition } from "./status.ts";
 import { syncOrderStock } from "./stock-sync.ts";
 
 /**
- * Cancels a pending or confirmed order and gives its stock back.
- * Cancelling a cancelled order returns it unchanged.
+ * Cancels a pending or confirmed order and gives its stock back: 200 with
+ * the order. Cancelling a cancelled order answers it unchanged; from any
+ * other state 409 with the current status. Under an Idempotency-Key the
+ * first answer is replayed.
  */
-export function cancelOrder(deps: OrderDeps, id: string): Promise<Order> {
-  return changeStatus(deps, id, CANCEL, "cancelled");
+export function cancelOrder(deps: OrderDeps, id: string, request?: IdempotentRequest): Promise<Answer> {
+  return changeStatus(deps, id, CANCEL, "cancelled", request);
 }
 
 /**
  * Marks a confirmed order fulfilled and turns its reserved stock into sold
- * stock. Fulfilling a fulfilled order returns it unchanged.
+ * stock: 200 with the order. Fulfilling a fulfilled order answers it
+ * unchanged; from any other state 409 with the current status. Under an
+ * Idempotency-Key the first answer is replayed.
  */
-export function fulfilOrder(deps: OrderDeps, id: string): Promise<Order> {
-  return changeStatus(deps, id, FULFIL, "fulfilled");
+export function fulfilOrder(deps: OrderDeps, id: string, request?: IdempotentRequest): Promise<Answer> {
+  return changeStatus(deps, id, FULFIL, "fulfilled", request);
+}
+
+async function changeStatus(
+  deps: OrderDeps,
+  id: string,
+  transition: Transition,
+  action: string,
+  request: IdempotentRequest | undefined,
+): Promise<Answer> {
+  const run = () => respond(200, () => transit(deps, id, transition, action));
+  if (!request) return { response: await run(), replayed: false };
+  const begun = await begin(deps.db, request, id, deps.leaseMs);
+  if (begun.kind === "replay") return { response: begun.response, replayed: true };
+  return finish(deps.db, request, await holding(deps.db, request, run));
 }
 
 /**
- * The database decides first: the guarded UPDATE settles any race, and
- * records that the new state owes inventory its stock action. The call to
- * inventory follows; if the process dies or inventory is down in between,
- * the stock sync pass re-sends the idempotent call (see stock-sync.ts).
+ * The database decides first: the guarded UPDATE settles any race (of a
+ * cancel and a fulfil, exactly one wins), and records that the new state
+ * owes inventory its stock action. The call to inventory follows; if the
+ * process dies or inventory is down in between, the background stock sync
+ * re-sends the idempotent call (see stock-sync.ts). Running it again for
+ * the same request answers the same: the order is then already in the
+ * target state.
  */
-async function changeStatus(deps: OrderDeps, id: string, transition: Transition, action: string): Promise<Order> {
+async function transit(deps: OrderDeps, id: string, transition: Transition, action: string): Promise<Order> {
   const changed = await applyTransition(deps.db, id, transition);
   if (changed) {
     await syncOrderStock(deps, changed);

@@ -31,8 +31,14 @@ export interface StoredItem {
   currency: string | null;
 }
 
+/** What the API shows of an order's row. */
+export type OrderFields = Pick<
+  OrderRow,
+  "id" | "user_id" | "status" | "total_minor" | "currency" | "rejection_reason" | "created_at" | "updated_at"
+>;
+
 /** Builds the API view of an order from its row and its stored lines. */
-export function toOrder(row: OrderRow, items: readonly StoredItem[]): Order {
+export function toOrder(row: OrderFields, items: readonly StoredItem[]): Order {
   return {
     id: row.id,
     user_id: row.user_id,

@@ -1,8 +1,7 @@
-import { invalidCursor, orderNotFound } from "../errors.ts";
+import { invalidCursor, invalidDateRange, orderNotFound } from "../errors.ts";
 import type { OrderDeps } from "./deps.ts";
 import type { Order } from "./order.ts";
-import { findOrder, listOrders as selectPage } from "./repository.ts";
-import type { OrderStatus } from "./status.ts";
+import { findOrder, listOrders as selectPage, type ListPosition, type OrderFilters } from "./repository.ts";
 
 /** One order, or order_not_found. */
 export async function getOrder(deps: Pick<OrderDeps, "db">, id: string): Promise<Order> {
@@ -18,35 +17,55 @@ export interface OrderPage {
 }
 
 /**
- * Lists orders newest first with keyset pagination on the id (UUIDv7 ids
- * sort by creation time), so a page costs the same however deep it is and
- * orders created meanwhile never shift the pages.
+ * Lists orders newest first with keyset pagination on (created_at, id): a
+ * page costs the same however deep it is, and orders created meanwhile never
+ * shift the pages, so a walk sees every order that existed when it started
+ * exactly once. `created_after` is inclusive and `created_before` exclusive,
+ * so consecutive windows never overlap.
  */
 export async function listOrders(
   deps: Pick<OrderDeps, "db">,
-  query: { user_id?: string; status?: OrderStatus; limit: number; cursor?: string },
+  query: OrderFilters & { limit: number; cursor?: string },
 ): Promise<OrderPage> {
-  const beforeId = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
-  const rows = await selectPage(deps.db, {
-    user_id: query.user_id,
-    status: query.status,
-    beforeId,
-    limit: query.limit + 1,
-  });
-  const data = rows.slice(0, query.limit);
-  const last = data.at(-1);
-  return { data, next_cursor: rows.length > query.limit && last ? encodeCursor(last.id) : null };
+  const { cursor, limit, ...filters } = query;
+  if (
+    filters.created_after !== undefined &&
+    filters.created_before !== undefined &&
+    Date.parse(filters.created_after) > Date.parse(filters.created_before)
+  ) {
+    throw invalidDateRange();
+  }
+  const after = cursor === undefined ? undefined : decodeCursor(cursor);
+  const rows = await selectPage(deps.db, { ...filters, after, limit: limit + 1 });
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    data: page.map((row) => row.order),
+    next_cursor: rows.length > limit && last ? encodeCursor(last.position) : null,
+  };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const MICROSECOND_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
-// Opaque to clients so the keyset can change without breaking them.
-function encodeCursor(id: string): string {
-  return Buffer.from(`o1:${id}`).toString("base64url");
+// Opaque to clients (base64url of a versioned position) so the keyset can
+// change without breaking them; a cursor of another version is refused.
+function encodeCursor(position: ListPosition): string {
+  return Buffer.from(`o2 ${position.created_at} ${position.id}`).toString("base64url");
 }
 
-function decodeCursor(cursor: string): string {
-  const [version, id] = Buffer.from(cursor, "base64url").toString().split(":");
-  if (version !== "o1" || id === undefined || !UUID.test(id)) throw invalidCursor();
-  return id;
+function decodeCursor(cursor: string): ListPosition {
+  const [version, created_at, id, ...rest] = Buffer.from(cursor, "base64url").toString().split(" ");
+  if (
+    version !== "o2" ||
+    rest.length > 0 ||
+    created_at === undefined ||
+    !MICROSECOND_TIMESTAMP.test(created_at) ||
+    Number.isNaN(Date.parse(created_at)) ||
+    id === undefined ||
+    !UUID.test(id)
+  ) {
+    throw invalidCursor();
+  }
+  return { created_at, id };
 }

@@ -1,6 +1,6 @@
 import { classifyInventoryError } from "../plugins/inventory.ts";
 import type { OrderDeps } from "./deps.ts";
-import { findStockUnsynced, markStockSynced } from "./repository.ts";
+import { claimStockUnsynced, markStockSynced, type Lease } from "./repository.ts";
 import type { OrderStatus } from "./status.ts";
 
 /**
@@ -16,8 +16,9 @@ import type { OrderStatus } from "./status.ts";
  * The order's state is always written first, in one guarded UPDATE that also
  * clears stock_synced_at; the inventory call follows. A crash or an inventory
  * outage in between leaves the debt recorded in the database, and the
- * background pass below pays it. Because it acts on the order's current
- * state, a later transition simply replaces an unpaid earlier debt.
+ * background pass below (run by the reconciler) pays it. Because it acts on
+ * the order's current state, a later transition simply replaces an unpaid
+ * earlier debt.
  */
 
 /** Orders changed more recently than this are left to the request that changed them. */
@@ -73,41 +74,24 @@ async function confirmReservations(deps: OrderDeps, orderIds: string[]): Promise
 }
 
 /**
- * One background pass: pays the stock debts of orders that have owed one for
- * longer than the grace period. Confirmations go in one batched call; the
- * other actions one call each. Returns how many orders it looked at.
+ * One background pass: claims up to a batch of orders that have owed
+ * inventory their stock action for longer than the grace period (see
+ * claimStockUnsynced: safe with several replicas) and pays them.
+ * Confirmations go in one batched call; the other actions one call each,
+ * concurrently. Returns how many orders of each state were claimed; a
+ * failed action is logged and retried after the claim's backoff.
  */
-export async function syncStockOnce(deps: OrderDeps): Promise<number> {
-  const owed = await findStockUnsynced(deps.db, { unchangedForMs: GRACE_MS, limit: BATCH_SIZE });
+export async function syncStockOnce(deps: OrderDeps, lease: Lease): Promise<Partial<Record<OrderStatus, number>>> {
+  const owed = await claimStockUnsynced(deps.db, { unchangedForMs: GRACE_MS, lease, limit: BATCH_SIZE });
   const confirmed = owed.filter((o) => o.status === "confirmed").map((o) => o.id);
-  if (confirmed.length > 0) {
-    await confirmReservations(deps, confirmed).catch((error: unknown) =>
-      deps.log.warn({ err: error, count: confirmed.length }, "confirming reservations failed; will retry"),
-    );
-  }
-  for (const order of owed.filter((o) => o.status !== "confirmed")) await syncOrderStock(deps, order);
-  return owed.length;
-}
-
-/**
- * Runs syncStockOnce every `intervalMs` (skipping a tick while a pass is
- * still running) until the returned stop function is called and awaited.
- */
-export function startStockSync(deps: OrderDeps, intervalMs: number): () => Promise<void> {
-  let pass: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    pass ??= syncStockOnce(deps)
-      .then(
-        () => {},
-        (error: unknown) => deps.log.error({ err: error }, "stock sync pass failed"),
-      )
-      .finally(() => {
-        pass = undefined;
-      });
-  }, intervalMs);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    await pass;
-  };
+  await Promise.all([
+    confirmed.length > 0 &&
+      confirmReservations(deps, confirmed).catch((error: unknown) =>
+        deps.log.warn({ err: error, count: confirmed.length }, "confirming reservations failed; will retry"),
+      ),
+    ...owed.filter((o) => o.status !== "confirmed").map((order) => syncOrderStock(deps, order)),
+  ]);
+  const counts: Partial<Record<OrderStatus, number>> = {};
+  for (const { status } of owed) counts[status] = (counts[status] ?? 0) + 1;
+  return counts;
 }

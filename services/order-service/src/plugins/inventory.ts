@@ -4,6 +4,8 @@ import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
 import { InsufficientStockSchema, InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import fp from "fastify-plugin";
 import type { UnavailableItem } from "../errors.ts";
+import { forwardRequestId } from "../request-context.ts";
+import { retryUnavailable } from "./inventory-retry.ts";
 
 /** Typed client of the inventory gRPC API. */
 export type InventoryClient = Client<typeof InventoryService>;
@@ -14,6 +16,8 @@ declare module "fastify" {
   interface FastifyInstance {
     inventory: InventoryClient;
     inventoryHealth: HealthClient;
+    /** The deadline of every inventory call. */
+    inventoryTimeoutMs: number;
   }
 }
 
@@ -27,14 +31,21 @@ export interface InventoryPluginOptions {
 /**
  * Decorates the app with inventory clients over the gRPC protocol. One
  * HTTP/2 session serves every call (gRPC multiplexes), each call carries the
- * configured deadline, and the session closes with the app.
+ * configured deadline, idempotent calls are retried within it while
+ * inventory is unavailable, and the session closes with the app.
  */
 export const inventoryPlugin = fp<InventoryPluginOptions>(
   async (app, { url, timeoutMs }) => {
     // PINGs detect a dead peer on an otherwise quiet connection.
     const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000, pingTimeoutMs: 5_000 });
-    const transport = createGrpcTransport({ baseUrl: url, sessionManager, defaultTimeoutMs: timeoutMs });
+    const transport = createGrpcTransport({
+      baseUrl: url,
+      sessionManager,
+      defaultTimeoutMs: timeoutMs,
+      interceptors: [forwardRequestId, retryUnavailable()],
+    });
     app.decorate("inventory", createClient(InventoryService, transport));
+    app.decorate("inventoryTimeoutMs", timeoutMs);
     app.decorate("inventoryHealth", createClient(Health, transport));
     app.addHook("onClose", async () => sessionManager.abort());
   },

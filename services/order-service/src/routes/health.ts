@@ -4,25 +4,37 @@ import type { FastifyInstance } from "fastify";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { sql } from "kysely";
 import { AppError } from "../errors.ts";
-import { Health, problems } from "./schemas.ts";
+import { Health, json, problems } from "./schemas.ts";
 
 const tags = ["health"];
+// Probes are never rate limited: an orchestrator must always get an answer.
+const config = { rateLimit: false };
 
 /** Liveness and readiness probes (Kubernetes httpGet probes). */
 export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     "/healthz",
-    { schema: { tags, summary: "Liveness: the process serves requests", response: { 200: Health } } },
+    {
+      config,
+      schema: {
+        tags,
+        operationId: "getLiveness",
+        summary: "Liveness: the process serves requests",
+        response: { 200: json("Alive", Health) },
+      },
+    },
     async () => ({ status: "ok" }),
   );
 
   app.get(
     "/readyz",
     {
+      config,
       schema: {
         tags,
+        operationId: "getReadiness",
         summary: "Readiness: the orders database and inventory answer",
-        response: { 200: Health, ...problems(503) },
+        response: { 200: json("Ready to serve", Health), ...problems("internal_error", "not_ready") },
       },
     },
     async () => {

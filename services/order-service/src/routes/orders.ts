@@ -1,32 +1,99 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyReply } from "fastify";
 import { cancelOrder, fulfilOrder } from "../orders/change-status.ts";
-import type { OrderDeps } from "../orders/deps.ts";
+import { leaseFor, type OrderDeps } from "../orders/deps.ts";
+import {
+  IDEMPOTENT_ENDPOINTS,
+  idempotentRequest,
+  type Answer,
+  type IdempotentEndpoint,
+  type IdempotentRequest,
+} from "../orders/idempotency.ts";
+import type { Order as OrderView } from "../orders/order.ts";
 import { placeOrder } from "../orders/place-order.ts";
 import { getOrder, listOrders } from "../orders/queries.ts";
-import { DEFAULT_PAGE_SIZE, IdParams, ListOrdersQuery, Order, OrderPage, PlaceOrderBody, problems } from "./schemas.ts";
+import { sendProblem, type ProblemDocument } from "../plugins/problems.ts";
+import {
+  DEFAULT_PAGE_SIZE,
+  IdempotencyHeaders,
+  json,
+  ListOrdersQuery,
+  Order,
+  OrderIdParams,
+  OrderPage,
+  PlaceOrderBody,
+  problems,
+  REPLAYED_HEADER,
+} from "./schemas.ts";
 
 const tags = ["orders"];
 
+/** The request under its Idempotency-Key, or undefined when it has none. */
+function keyed(
+  endpoint: IdempotentEndpoint,
+  request: { headers: { "idempotency-key"?: string }; params?: unknown; body?: unknown },
+): IdempotentRequest | undefined {
+  const key = request.headers["idempotency-key"];
+  return key === undefined ? undefined : idempotentRequest(endpoint, key, request);
+}
+
 /** The orders resource: place, read, list, cancel, fulfil. */
 export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const deps = (log: OrderDeps["log"]): OrderDeps => ({ db: app.db, inventory: app.inventory, log });
+  const deps = (log: OrderDeps["log"]): OrderDeps => ({
+    db: app.db,
+    inventory: app.inventory,
+    log,
+    leaseMs: leaseFor(app.inventoryTimeoutMs),
+  });
+
+  /**
+   * Sends a state-changing endpoint's answer: the order, or a problem
+   * document for an error status; a replay of a stored response says so.
+   */
+  const send = (reply: FastifyReply, { response, replayed }: Answer) => {
+    if (replayed) reply.header("idempotent-replayed", "true");
+    if (response.status >= 400) return sendProblem(reply, response.body as ProblemDocument);
+    const order = response.body as OrderView;
+    if (response.status === 201) reply.header("location", `${app.prefix}/orders/${order.id}`);
+    return reply.code(response.status).send(order);
+  };
 
   app.post(
     "/orders",
     {
       schema: {
         tags,
+        operationId: "placeOrder",
         summary: "Place an order and reserve its stock",
         description:
-          "201 when confirmed. 409 insufficient_stock and 422 unknown_product / order_rejected keep the order as rejected; 503 inventory_unavailable leaves it pending (see Retry-After).",
+          "Stores the order, reserves all its lines in inventory (all or none) and confirms it with inventory's prices. 201 when confirmed. 409 insufficient_stock and 422 unknown_product / order_rejected keep the order as rejected; 503 inventory_unavailable leaves it pending, to be completed in the background.",
+        headers: IdempotencyHeaders,
         body: PlaceOrderBody,
-        response: { 201: Order, ...problems(400, 409, 413, 415, 422, 500, 503) },
+        response: {
+          201: json("The order, confirmed", Order, {
+            location: { type: "string", description: "Path of the new order" },
+            ...REPLAYED_HEADER,
+          }),
+          ...problems(
+            "validation_failed",
+            "malformed_json",
+            "insufficient_stock",
+            "body_too_large",
+            "unsupported_media_type",
+            "duplicate_product",
+            "unknown_product",
+            "order_rejected",
+            "idempotency_key_in_flight",
+            "idempotency_key_reused",
+            "rate_limited",
+            "internal_error",
+            "inventory_unavailable",
+          ),
+        },
       },
     },
-    async (request, reply) => {
-      const order = await placeOrder(deps(request.log), request.body);
-      return reply.code(201).header("location", `${app.prefix}/orders/${order.id}`).send(order);
-    },
+    async (request, reply) =>
+      send(reply, await placeOrder(deps(request.log), request.body, keyed(IDEMPOTENT_ENDPOINTS.placeOrder, request))),
   );
 
   app.get(
@@ -34,9 +101,15 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags,
+        operationId: "listOrders",
         summary: "List orders, newest first",
+        description:
+          "Keyset pagination: pass `next_cursor` as `cursor` for the next page until it is null. Orders created during a walk never shift the pages, so no order is seen twice or skipped. Filters combine.",
         querystring: ListOrdersQuery,
-        response: { 200: OrderPage, ...problems(400, 500) },
+        response: {
+          200: json("A page of orders", OrderPage),
+          ...problems("validation_failed", "invalid_cursor", "rate_limited", "internal_error"),
+        },
       },
     },
     async (request) => listOrders({ db: app.db }, { ...request.query, limit: request.query.limit ?? DEFAULT_PAGE_SIZE }),
@@ -47,9 +120,13 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags,
+        operationId: "getOrder",
         summary: "Get an order",
-        params: IdParams,
-        response: { 200: Order, ...problems(400, 404, 500) },
+        params: OrderIdParams,
+        response: {
+          200: json("The order", Order),
+          ...problems("validation_failed", "order_not_found", "rate_limited", "internal_error"),
+        },
       },
     },
     async (request) => getOrder({ db: app.db }, request.params.id),
@@ -60,13 +137,29 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags,
+        operationId: "cancelOrder",
         summary: "Cancel a pending or confirmed order and release its stock",
-        description: "Idempotent: cancelling a cancelled order returns it. 409 status_conflict from fulfilled or rejected.",
-        params: IdParams,
-        response: { 200: Order, ...problems(400, 404, 409, 500) },
+        description:
+          "Idempotent: cancelling a cancelled order returns it. 409 status_conflict from fulfilled or rejected. Takes no body.",
+        headers: IdempotencyHeaders,
+        params: OrderIdParams,
+        response: {
+          200: json("The order, cancelled", Order, REPLAYED_HEADER),
+          ...problems(
+            "validation_failed",
+            "order_not_found",
+            "status_conflict",
+            "idempotency_key_in_flight",
+            "idempotency_key_reused",
+            "unsupported_media_type",
+            "rate_limited",
+            "internal_error",
+          ),
+        },
       },
     },
-    async (request) => cancelOrder(deps(request.log), request.params.id),
+    async (request, reply) =>
+      send(reply, await cancelOrder(deps(request.log), request.params.id, keyed(IDEMPOTENT_ENDPOINTS.cancelOrder, request))),
   );
 
   app.post(
@@ -74,12 +167,28 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags,
+        operationId: "fulfillOrder",
         summary: "Mark a confirmed order fulfilled and commit its stock",
-        description: "Idempotent: fulfilling a fulfilled order returns it. 409 status_conflict from any other state.",
-        params: IdParams,
-        response: { 200: Order, ...problems(400, 404, 409, 500) },
+        description:
+          "Idempotent: fulfilling a fulfilled order returns it. 409 status_conflict from any other state. Takes no body.",
+        headers: IdempotencyHeaders,
+        params: OrderIdParams,
+        response: {
+          200: json("The order, fulfilled", Order, REPLAYED_HEADER),
+          ...problems(
+            "validation_failed",
+            "order_not_found",
+            "status_conflict",
+            "idempotency_key_in_flight",
+            "idempotency_key_reused",
+            "unsupported_media_type",
+            "rate_limited",
+            "internal_error",
+          ),
+        },
       },
     },
-    async (request) => fulfilOrder(deps(request.log), request.params.id),
+    async (request, reply) =>
+      send(reply, await fulfilOrder(deps(request.log), request.params.id, keyed(IDEMPOTENT_ENDPOINTS.fulfilOrder, request))),
   );
 };

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { getProduct, listProducts } from "../products/catalogue.ts";
-import { DEFAULT_PAGE_SIZE, IdParams, ListProductsQuery, Product, ProductPage, problems } from "./schemas.ts";
+import { DEFAULT_PAGE_SIZE, json, ListProductsQuery, Product, ProductIdParams, ProductPage, problems } from "./schemas.ts";
 
 const tags = ["products"];
 
@@ -11,9 +11,14 @@ export const productRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags,
+        operationId: "listProducts",
         summary: "List products with their stock",
+        description: "Read from inventory. Pages like GET /orders: pass `next_cursor` as `cursor` until it is null.",
         querystring: ListProductsQuery,
-        response: { 200: ProductPage, ...problems(400, 500, 503) },
+        response: {
+          200: json("A page of products", ProductPage),
+          ...problems("validation_failed", "invalid_cursor", "rate_limited", "internal_error", "inventory_unavailable"),
+        },
       },
     },
     async (request) =>
@@ -25,9 +30,14 @@ export const productRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags,
+        operationId: "getProduct",
         summary: "Get a product with its stock",
-        params: IdParams,
-        response: { 200: Product, ...problems(400, 404, 500, 503) },
+        description: "Read from inventory.",
+        params: ProductIdParams,
+        response: {
+          200: json("The product", Product),
+          ...problems("validation_failed", "product_not_found", "rate_limited", "internal_error", "inventory_unavailable"),
+        },
       },
     },
     async (request) => getProduct(app.inventory, request.params.id),

@@ -1,20 +1,88 @@
-import { Type, type TSchema } from "typebox";
+import { Type, type Static, type TSchema, type TUnsafe } from "typebox";
+import {
+  AppError,
+  duplicateProduct,
+  idempotencyKeyInFlight,
+  idempotencyKeyReused,
+  insufficientStock,
+  inventoryUnavailable,
+  invalidCursor,
+  orderNotFound,
+  orderRejected,
+  productNotFound,
+  rateLimited,
+  statusConflict,
+  unknownProduct,
+  type ErrorCode,
+} from "../errors.ts";
 import { ORDER_STATUSES } from "../orders/status.ts";
+import { PROBLEM_TYPES, problem, type ProblemType } from "../plugins/problems.ts";
 
 /**
  * TypeBox schemas of the API. They validate requests, serialise responses
  * (fields not in a schema never leave the server) and make the OpenAPI
- * document.
+ * document, examples included. Response bodies are shared components
+ * (`app.addSchema`), referenced by `$ref`, so generated clients get one named
+ * type for each.
  */
 
-const Uuid = Type.String({ format: "uuid", description: "UUID" });
-const Timestamp = Type.String({ format: "date-time" });
-const Currency = Type.String({ minLength: 3, maxLength: 3, description: "ISO 4217 code, such as USD" });
+const components: TSchema[] = [];
+
+/**
+ * Declares `schema` as the shared component `name` and returns a `$ref` to
+ * it, typed as the schema so handlers stay type-checked.
+ */
+function component<T extends TSchema>(name: string, schema: T): TUnsafe<Static<T>> {
+  components.push({ ...schema, $id: name });
+  return Type.Unsafe<Static<T>>(Type.Ref(name));
+}
+
+/** Ids the examples use: the seeded sample products and an order of two of them. */
+const LAPTOP_ID = "00000000-0000-4000-8000-000000000001";
+const EARBUDS_ID = "00000000-0000-4000-8000-000000000005";
+const EXAMPLE_ORDER_ID = "01a21155-101f-779c-ab8a-6cfb09eec079";
+
+const Uuid = Type.String({ format: "uuid" });
+const Timestamp = Type.String({ format: "date-time", description: "RFC 3339 date-time" });
+const Currency = Type.String({ minLength: 3, maxLength: 3, description: "ISO 4217 code", examples: ["USD"] });
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
-export const OrderStatus = Type.Enum([...ORDER_STATUSES], { type: "string" });
+export const OrderStatus = Type.Enum([...ORDER_STATUSES], { type: "string", description: "Status of the order" });
 
-export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false });
+/**
+ * X-Request-Id as the API accepts it: 1 to 128 visible ASCII characters. A
+ * request without one, or with another value, gets a new UUID; either way
+ * the response echoes it.
+ */
+export const RequestId = Type.String({
+  pattern: "^[\\x21-\\x7E]{1,128}$",
+  description:
+    "Correlation id: 1 to 128 visible ASCII characters. Sent back in the response and in every log line of the request, and passed on to inventory; a missing or invalid one is replaced by a new UUID.",
+  examples: ["4bf92f3577b34da6a3ce929d0e0e4736"],
+});
+
+export const OrderIdParams = Type.Object(
+  { id: Type.String({ format: "uuid", description: "Order id", examples: [EXAMPLE_ORDER_ID] }) },
+  { additionalProperties: false },
+);
+
+export const ProductIdParams = Type.Object(
+  { id: Type.String({ format: "uuid", description: "Product id", examples: [LAPTOP_ID] }) },
+  { additionalProperties: false },
+);
+
+/** Request headers of the state-changing routes. */
+export const IdempotencyHeaders = Type.Object({
+  "idempotency-key": Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description:
+        "Makes retries safe: the first response to a key is stored and replayed for the same request; the same key with a different request is refused.",
+      examples: ["5d0f7a4e-6c1b-4f2e-9a57-1f3f0b7c2d91"],
+    }),
+  ),
+});
 
 export const PlaceOrderBody = Type.Object(
   {
@@ -22,7 +90,7 @@ export const PlaceOrderBody = Type.Object(
     items: Type.Array(
       Type.Object(
         {
-          product_id: Uuid,
+          product_id: Type.String({ format: "uuid" }),
           quantity: Type.Integer({ minimum: 1, maximum: 1000 }),
         },
         { additionalProperties: false },
@@ -30,120 +98,318 @@ export const PlaceOrderBody = Type.Object(
       { minItems: 1, maxItems: 100, description: "Each product at most once" },
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        user_id: "alice",
+        items: [
+          { product_id: LAPTOP_ID, quantity: 1 },
+          { product_id: EARBUDS_ID, quantity: 2 },
+        ],
+      },
+    ],
+  },
 );
 
-export const OrderItem = Type.Object({
-  product_id: Uuid,
-  quantity: Type.Integer(),
-  unit_price_minor: Nullable(Type.Integer({ description: "Unit price in minor units, captured at reservation" })),
-  line_total_minor: Nullable(Type.Integer()),
-  currency: Nullable(Currency),
-});
+const EXAMPLE_ORDER = {
+  id: EXAMPLE_ORDER_ID,
+  user_id: "alice",
+  status: "confirmed",
+  items: [
+    { product_id: LAPTOP_ID, quantity: 1, unit_price_minor: 149999, line_total_minor: 149999, currency: "USD" },
+    { product_id: EARBUDS_ID, quantity: 2, unit_price_minor: 9999, line_total_minor: 19998, currency: "USD" },
+  ],
+  total_minor: 169997,
+  currency: "USD",
+  rejection_reason: null,
+  created_at: "2026-11-25T06:11:57.090Z",
+  updated_at: "2026-11-25T06:11:57.111Z",
+};
 
-export const Order = Type.Object({
-  id: Uuid,
-  user_id: Type.String(),
-  status: OrderStatus,
-  items: Type.Array(OrderItem),
-  total_minor: Nullable(Type.Integer({ description: "Sum of the line totals in minor units; null until confirmed" })),
-  currency: Nullable(Currency),
-  rejection_reason: Nullable(Type.String()),
-  created_at: Timestamp,
-  updated_at: Timestamp,
-});
+export const Order = component(
+  "Order",
+  Type.Object(
+    {
+      id: Type.String({ format: "uuid", description: "UUIDv7" }),
+      user_id: Type.String(),
+      status: OrderStatus,
+      items: Type.Array(
+        Type.Object({
+          product_id: Uuid,
+          quantity: Type.Integer(),
+          unit_price_minor: Nullable(
+            Type.Integer({ description: "Unit price in minor units, captured at reservation; null until confirmed" }),
+          ),
+          line_total_minor: Nullable(Type.Integer({ description: "unit_price_minor × quantity" })),
+          currency: Nullable(Currency),
+        }),
+      ),
+      total_minor: Nullable(Type.Integer({ description: "Sum of the line totals in minor units; null until confirmed" })),
+      currency: Nullable(Currency),
+      rejection_reason: Nullable(Type.String({ description: "Why the order was rejected" })),
+      created_at: Timestamp,
+      updated_at: Timestamp,
+    },
+    { description: "An order with its lines; prices are inventory's, captured when the stock was reserved", examples: [EXAMPLE_ORDER] },
+  ),
+);
 
 /** Page size when a list request names none. */
 export const DEFAULT_PAGE_SIZE = 20;
-const Limit = Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_PAGE_SIZE });
+const Limit = Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_PAGE_SIZE, description: "Page size" });
+const Cursor = Type.String({
+  minLength: 1,
+  maxLength: 512,
+  description: "`next_cursor` of the previous page; omit for the first page",
+});
+const NextCursor = Nullable(
+  Type.String({ description: "Pass as `cursor` to get the next page; null on the last page" }),
+);
 
 export const ListOrdersQuery = Type.Object(
   {
-    user_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    user_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Only this user's orders", examples: ["alice"] })),
     status: Type.Optional(OrderStatus),
-    limit: Type.Optional(Limit),
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "next_cursor of the previous page" })),
-  },
-  { additionalProperties: false },
-);
-
-export const OrderPage = Type.Object({
-  data: Type.Array(Order),
-  next_cursor: Nullable(Type.String({ description: "Pass as cursor for the next page; null on the last page" })),
-});
-
-export const Product = Type.Object({
-  id: Uuid,
-  sku: Type.String(),
-  name: Type.String(),
-  description: Type.String(),
-  price_minor: Type.Integer(),
-  currency: Currency,
-  stock: Type.Object({
-    on_hand: Type.Integer(),
-    reserved: Type.Integer(),
-    available: Type.Integer(),
-  }),
-  created_at: Nullable(Timestamp),
-  updated_at: Nullable(Timestamp),
-});
-
-export const ListProductsQuery = Type.Object(
-  {
-    limit: Type.Optional(Limit),
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
-  },
-  { additionalProperties: false },
-);
-
-export const ProductPage = Type.Object({
-  data: Type.Array(Product),
-  next_cursor: Nullable(Type.String()),
-});
-
-/** An RFC 9457 problem document with this API's extension members. */
-export const Problem = Type.Object(
-  {
-    type: Type.String({ description: "URI of the problem type" }),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.String(),
-    code: Type.String({ description: "Stable machine-readable error code" }),
-    order_id: Type.Optional(Uuid),
-    product_id: Type.Optional(Uuid),
-    order_status: Type.Optional(OrderStatus),
-    unavailable_items: Type.Optional(
-      Type.Array(Type.Object({ product_id: Uuid, requested: Type.Integer(), available: Type.Integer() })),
+    created_after: Type.Optional(
+      Type.String({
+        format: "date-time",
+        description: "Only orders created at or after this RFC 3339 date-time",
+        examples: ["2026-11-01T00:00:00Z"],
+      }),
     ),
-    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+    created_before: Type.Optional(
+      Type.String({
+        format: "date-time",
+        description: "Only orders created before this RFC 3339 date-time; not earlier than created_after",
+        examples: ["2026-12-01T00:00:00Z"],
+      }),
+    ),
+    limit: Type.Optional(Limit),
+    cursor: Type.Optional(Cursor),
   },
+  { additionalProperties: false },
 );
 
-const PROBLEM_DESCRIPTIONS: Record<number, string> = {
-  400: "The request is invalid (code validation_failed, invalid_json or invalid_cursor)",
-  404: "Not found",
-  409: "Conflicts with the order's state or the stock",
-  413: "The body is too large",
-  415: "The body is not application/json",
-  422: "Well formed, but the order cannot be taken",
-  500: "Internal error (details are logged, not shown)",
-  503: "A dependency is unavailable; retry after the Retry-After header",
+export const OrderPage = component(
+  "OrderPage",
+  Type.Object(
+    { data: Type.Array(Order), next_cursor: NextCursor },
+    {
+      description: "A page of orders, newest first",
+      examples: [
+        {
+          data: [EXAMPLE_ORDER],
+          next_cursor: "bzIgMjAyNi0xMS0yNVQwNjoxMTo1Ny4wOTAxMjNaIDAxYTIxMTU1LTEwMWYtNzc5Yy1hYjhhLTZjZmIwOWVlYzA3OQ",
+        },
+      ],
+    },
+  ),
+);
+
+const EXAMPLE_PRODUCT = {
+  id: LAPTOP_ID,
+  sku: "LAPTOP-GAMING",
+  name: "Laptop Gaming",
+  description: "15.6-inch gaming laptop with a dedicated graphics card",
+  price_minor: 149999,
+  currency: "USD",
+  stock: { on_hand: 50, reserved: 1, available: 49 },
+  created_at: "2026-11-25T06:00:00.000Z",
+  updated_at: "2026-11-25T06:11:57.101Z",
 };
 
-/** A problem response, as application/problem+json. */
+export const Product = component(
+  "Product",
+  Type.Object(
+    {
+      id: Uuid,
+      sku: Type.String(),
+      name: Type.String(),
+      description: Type.String(),
+      price_minor: Type.Integer({ description: "Unit price in minor units" }),
+      currency: Currency,
+      stock: Type.Object({
+        on_hand: Type.Integer({ description: "Units in the warehouse" }),
+        reserved: Type.Integer({ description: "Units held for orders" }),
+        available: Type.Integer({ description: "on_hand − reserved: what can be ordered now" }),
+      }),
+      created_at: Nullable(Timestamp),
+      updated_at: Nullable(Timestamp),
+    },
+    { description: "A product of the catalogue with its stock, as inventory reports it", examples: [EXAMPLE_PRODUCT] },
+  ),
+);
+
+export const ListProductsQuery = Type.Object(
+  { limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) },
+  { additionalProperties: false },
+);
+
+export const ProductPage = component(
+  "ProductPage",
+  Type.Object(
+    { data: Type.Array(Product), next_cursor: NextCursor },
+    {
+      description: "A page of the catalogue, by SKU",
+      examples: [{ data: [EXAMPLE_PRODUCT], next_cursor: "eyJhZnRlciI6IkxBUFRPUC1HQU1JTkcifQ" }],
+    },
+  ),
+);
+
+export const Health = component(
+  "Health",
+  Type.Object({ status: Type.String({ examples: ["ok"] }) }, { description: "Probe result" }),
+);
+
+const CODE_LIST = (Object.keys(PROBLEM_TYPES) as ErrorCode[])
+  .map((code) => `- \`${code}\` (${PROBLEM_TYPES[code].status}): ${PROBLEM_TYPES[code].when}`)
+  .join("\n");
+
+export const Problem = component(
+  "Problem",
+  Type.Object(
+    {
+      type: Type.String({ description: "URI of the problem type, `urn:problem-type:ecommerce:<code>`" }),
+      title: Type.String({ description: "Short summary of the problem type" }),
+      status: Type.Integer({ description: "HTTP status code" }),
+      detail: Type.String({ description: "What went wrong this time, for people" }),
+      code: Type.Enum(Object.keys(PROBLEM_TYPES) as ErrorCode[], {
+        type: "string",
+        description: "Stable machine-readable error code",
+      }),
+      order_id: Type.Optional(Type.String({ format: "uuid", description: "The order concerned" })),
+      product_id: Type.Optional(Type.String({ format: "uuid", description: "The product concerned" })),
+      order_status: Type.Optional(OrderStatus),
+      unavailable_items: Type.Optional(
+        Type.Array(
+          Type.Object({ product_id: Uuid, requested: Type.Integer(), available: Type.Integer() }),
+          { description: "Every short line, for insufficient_stock" },
+        ),
+      ),
+      errors: Type.Optional(
+        Type.Array(
+          Type.Object({
+            field: Type.String({ description: "JSON pointer into the request, such as /body/items/0/quantity" }),
+            message: Type.String(),
+          }),
+          { description: "Every invalid field, for validation_failed" },
+        ),
+      ),
+    },
+    {
+      description: `An RFC 9457 problem document (application/problem+json). \`code\` is stable; programs branch on it. The codes:\n\n${CODE_LIST}`,
+    },
+  ),
+);
+
+/** Every shared component schema, for `app.addSchema`. */
+export const COMPONENT_SCHEMAS: readonly TSchema[] = components;
+
+/** One example error of each code, rendered the way the API renders it. */
+const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
+  validation_failed: new AppError("validation_failed", "/body/items/0/quantity must be >= 1.", {
+    errors: [{ field: "/body/items/0/quantity", message: "must be >= 1" }],
+  }),
+  malformed_json: new AppError("malformed_json", "Body is not valid JSON but content-type is set to 'application/json'"),
+  invalid_cursor: invalidCursor(),
+  bad_request: new AppError("bad_request", "Request body size did not match Content-Length"),
+  route_not_found: new AppError(
+    "route_not_found",
+    "There is no route DELETE /api/v1/orders. The API is described at /openapi.json.",
+  ),
+  order_not_found: orderNotFound(EXAMPLE_ORDER_ID),
+  product_not_found: productNotFound(LAPTOP_ID),
+  status_conflict: statusConflict(EXAMPLE_ORDER_ID, "fulfilled", "cancelled"),
+  idempotency_key_in_flight: idempotencyKeyInFlight("5d0f7a4e-6c1b-4f2e-9a57-1f3f0b7c2d91"),
+  idempotency_key_reused: idempotencyKeyReused("5d0f7a4e-6c1b-4f2e-9a57-1f3f0b7c2d91"),
+  insufficient_stock: insufficientStock(EXAMPLE_ORDER_ID, [{ product_id: LAPTOP_ID, requested: 1000, available: 49 }]),
+  body_too_large: new AppError("body_too_large", "Request body is too large"),
+  unsupported_media_type: new AppError("unsupported_media_type", "Send the body as application/json, not text/plain."),
+  duplicate_product: duplicateProduct(LAPTOP_ID),
+  unknown_product: unknownProduct(
+    EXAMPLE_ORDER_ID,
+    "product 0190c0de-0000-7000-8000-000000000000 does not exist",
+  ),
+  order_rejected: orderRejected(EXAMPLE_ORDER_ID, "its products are priced in different currencies (EUR, USD)"),
+  rate_limited: rateLimited(42),
+  internal_error: new AppError("internal_error", "Something went wrong on our side. It has been logged."),
+  inventory_unavailable: inventoryUnavailable(EXAMPLE_ORDER_ID),
+  not_ready: new AppError("not_ready", "Not ready: inventory does not answer."),
+};
+
+/** A response header: its JSON schema, whose description @fastify/swagger lifts onto the header. */
+type HeaderSchema = { type: "string" | "integer"; description: string };
+
+const RATE_LIMIT_HEADERS: Record<string, HeaderSchema> = {
+  "x-ratelimit-limit": { type: "integer", description: "Requests allowed per window" },
+  "x-ratelimit-remaining": { type: "integer", description: "Requests left in this window" },
+  "x-ratelimit-reset": { type: "integer", description: "Seconds until the window resets" },
+};
+
+/** Response header of the state-changing routes (see IdempotencyHeaders). */
+export const REPLAYED_HEADER: Record<string, HeaderSchema> = {
+  "idempotent-replayed": {
+    type: "string",
+    description: "`true` when this is the stored response to an earlier request with the same Idempotency-Key",
+  },
+};
+
+/** A problem response: its media type, the shared Problem schema, examples and headers. */
 interface ProblemResponse {
   description: string;
-  content: { "application/problem+json": { schema: typeof Problem } };
+  headers?: Record<string, HeaderSchema>;
+  content: {
+    "application/problem+json": { schema: typeof Problem; examples: Record<string, { value: unknown }> };
+  };
 }
 
-/** Response schemas for the given error statuses, all problem documents. */
-export function problems<const S extends number>(...statuses: S[]): Record<S, ProblemResponse> {
-  return Object.fromEntries(
-    statuses.map((s) => [
-      s,
-      { description: PROBLEM_DESCRIPTIONS[s] ?? "Problem", content: { "application/problem+json": { schema: Problem } } },
-    ]),
-  ) as Record<S, ProblemResponse>;
+/**
+ * The problem responses of a route, one per HTTP status of the given codes,
+ * each describing and exemplifying its codes.
+ */
+export function problems<const C extends ErrorCode>(
+  ...codes: C[]
+): Record<(typeof PROBLEM_TYPES)[C]["status"], ProblemResponse> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of codes) {
+    const { status } = PROBLEM_TYPES[code];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const responses: Record<number, ProblemResponse> = {};
+  for (const [status, ofStatus] of byStatus) {
+    const retrying = ofStatus.filter((code) => (PROBLEM_TYPES[code] as ProblemType).retryAfter);
+    const only = retrying.length < ofStatus.length ? ` (with ${retrying.join(", ")})` : "";
+    const headers = {
+      ...(retrying.length > 0
+        ? { "retry-after": { type: "integer", description: `Seconds to wait before retrying${only}` } as HeaderSchema }
+        : {}),
+      ...(status === 429 ? RATE_LIMIT_HEADERS : {}),
+    };
+    responses[status] = {
+      description: ofStatus.map((code) => `\`${code}\`: ${PROBLEM_TYPES[code].when}`).join("\n\n"),
+      ...(Object.keys(headers).length > 0 ? { headers } : {}),
+      content: {
+        "application/problem+json": {
+          schema: Problem,
+          examples: Object.fromEntries(
+            ofStatus.map((code) => {
+              const { message, fields } = EXAMPLE_ERRORS[code];
+              return [code, { value: problem(code, message, fields) }];
+            }),
+          ),
+        },
+      },
+    };
+  }
+  return responses;
 }
 
-export const Health = Type.Object({ status: Type.String() });
+/** A JSON success response: the schema, a description and optional response headers. */
+export function json<T extends TSchema>(
+  description: string,
+  schema: T,
+  headers?: Record<string, HeaderSchema>,
+) {
+  return { description, ...(headers ? { headers } : {}), content: { "application/json": { schema } } };
+}

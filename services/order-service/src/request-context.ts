@@ -1,0 +1,32 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Interceptor } from "@connectrpc/connect";
+import fp from "fastify-plugin";
+
+/**
+ * The id of the request being handled, wherever the handler's work goes
+ * (use cases, repositories, inventory calls), without passing it through
+ * every signature. Background work runs outside any request and has none.
+ */
+const requestIds = new AsyncLocalStorage<string>();
+
+/**
+ * Runs each route handler, and everything it awaits, in the context of its
+ * request id. The context starts at preHandler, after the body is parsed:
+ * the body stream's callbacks run outside the request's async context.
+ */
+export const requestContextPlugin = fp(
+  async (app) => {
+    app.addHook("preHandler", (request, _reply, done) => requestIds.run(request.id, done));
+  },
+  { name: "request-context" },
+);
+
+/**
+ * Connect interceptor that passes the current request id to inventory as the
+ * `x-request-id` header, so its log lines of the call name the same id.
+ */
+export const forwardRequestId: Interceptor = (next) => async (req) => {
+  const requestId = requestIds.getStore();
+  if (requestId !== undefined && !req.header.has("x-request-id")) req.header.set("x-request-id", requestId);
+  return next(req);
+};
