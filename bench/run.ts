@@ -22,6 +22,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { ensureDatabase, externalPostgres, freePort, repoRoot, startEmbeddedPostgres, type PostgresServer } from "@ecommerce/tools/postgres.ts";
+import { SERVICE_NODE_OPTIONS } from "@ecommerce/tools/runtime.ts";
 import autocannon from "autocannon";
 import * as hdr from "hdr-histogram-js";
 import pg from "pg";
@@ -106,7 +107,7 @@ async function startSystem() {
 
 function service(entry: string, env: Record<string, string>) {
   const profile = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(repoRoot, "bench", "results", "profiles")}`] : [];
-  const child = spawn(process.execPath, [...profile, path.join(repoRoot, entry)], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(process.execPath, [...profile, path.join(repoRoot, entry)], { env: { ...process.env, NODE_OPTIONS: SERVICE_NODE_OPTIONS, ...env }, stdio: ["ignore", "inherit", "inherit"] });
   cleanup.unshift(() => new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : (child.once("exit", () => resolve()), child.kill("SIGTERM")))));
   return child;
 }

@@ -10,6 +10,7 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prettyFactory } from "pino-pretty";
 import { DEV_POSTGRES, ensureDatabase, externalPostgres, repoRoot, type PostgresServer } from "./postgres.ts";
+import { SERVICE_NODE_OPTIONS } from "./runtime.ts";
 
 const inventoryPort = Number(process.env.INVENTORY_PORT ?? 9090);
 const orderPort = Number(process.env.ORDER_PORT ?? 8080);
@@ -67,7 +68,7 @@ async function startDevPostgres(): Promise<PostgresServer> {
 function start(name: string, entry: string, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [path.join(repoRoot, entry)], {
     cwd: repoRoot,
-    env: { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development", ...env },
+    env: { NODE_OPTIONS: SERVICE_NODE_OPTIONS, ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development", ...env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
