@@ -24,6 +24,7 @@ export type ErrorCode =
   | "idempotency_key_reused"
   | "rate_limited"
   | "inventory_unavailable"
+  | "database_unavailable"
   | "not_ready"
   | "internal_error";
 

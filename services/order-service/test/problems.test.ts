@@ -206,6 +206,27 @@ describe("every error is a problem document with its documented code", () => {
     }
   });
 
+  test("database_unavailable: the orders database refuses connections, with Retry-After", async () => {
+    const admin = new URL(system.ordersDatabaseUrl);
+    const name = admin.pathname.slice(1);
+    admin.pathname = "/postgres";
+    const db = new pg.Client(admin.toString());
+    await db.connect();
+    await db.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`);
+    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
+    try {
+      const request = { path: `/api/v1/orders/${unknownId}` };
+      let answer = await send(request);
+      // A pooled connection may learn of its end on this first request.
+      if (answer.status === 500) answer = await send(request);
+      expectProblem(request, answer, "database_unavailable");
+      expect(answer.headers.get("retry-after")).toBe("2");
+    } finally {
+      await db.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+      await db.end();
+    }
+  });
+
   test("covers every documented code", () => {
     expect([...seen].sort()).toEqual(Object.keys(PROBLEM_TYPES).sort());
   });

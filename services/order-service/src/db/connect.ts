@@ -13,6 +13,9 @@ export function connectDatabase(url: string, poolSize = 10): Kysely<Database> {
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
+    // A request waiting this long for a connection fails (503) rather than
+    // hanging while the database is unreachable.
+    connectionTimeoutMillis: 5_000,
     types: {
       getTypeParser: ((oid: number, format?: "text" | "binary") =>
         oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,

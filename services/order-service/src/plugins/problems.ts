@@ -100,6 +100,12 @@ export const PROBLEM_TYPES = {
     when: "Inventory could not be reached or missed its deadline; retry after `Retry-After` seconds. A new order stays `pending` (`order_id`) and is completed in the background.",
     retryAfter: true,
   },
+  database_unavailable: {
+    status: 503,
+    title: "The orders database is unavailable",
+    when: "The orders database cannot be reached right now; retry after `Retry-After` seconds. Nothing was changed by this request unless it said so before.",
+    retryAfter: true,
+  },
   not_ready: {
     status: 503,
     title: "Not ready",
@@ -185,11 +191,27 @@ function toProblem(error: FastifyError | AppError, request: FastifyRequest): Pro
   }
   if (code) return problem(code, error.message);
 
+  if (isDatabaseUnavailable(error)) return problem("database_unavailable", "The orders database cannot be reached right now. Retry in a moment.");
+
   // Other client errors Fastify raises (bad Content-Length, URL encoding...):
   // their messages are written for clients.
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) return { ...problem("bad_request", error.message), status };
   return problem("internal_error", "Something went wrong on our side. It has been logged.");
+}
+
+// Socket-level failures, and PostgreSQL errors that end the session
+// (severity FATAL: shutdown, refused start-up) or say the server cannot take
+// the connection now: retrying later can succeed, so they are 503, not 500.
+const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "53300", "57P01", "57P02", "57P03"]);
+
+function isDatabaseUnavailable(error: Error): boolean {
+  const { code, severity } = error as { code?: string; severity?: string };
+  return (
+    severity === "FATAL" ||
+    (code !== undefined && (UNREACHABLE.has(code) || code.startsWith("08"))) ||
+    /Connection terminated|timeout exceeded when trying to connect/.test(error.message)
+  );
 }
 
 /** Sends a problem document, with Retry-After when retrying later can succeed. */

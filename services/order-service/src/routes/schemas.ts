@@ -334,6 +334,7 @@ const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
   order_rejected: orderRejected(EXAMPLE_ORDER_ID, "its products are priced in different currencies (EUR, USD)"),
   rate_limited: rateLimited(42),
   internal_error: new AppError("internal_error", "Something went wrong on our side. It has been logged."),
+  database_unavailable: new AppError("database_unavailable", "The orders database cannot be reached right now. Retry in a moment."),
   inventory_unavailable: inventoryUnavailable(EXAMPLE_ORDER_ID),
   not_ready: new AppError("not_ready", "Not ready: inventory does not answer."),
 };
