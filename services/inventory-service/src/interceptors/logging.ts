@@ -45,8 +45,11 @@ export function callLogging(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const start = performance.now();
     const finish = (error: unknown) => {
-      // A call that succeeded after its client left or ran out of time still failed for the client.
-      const failure = error ?? (req.signal.aborted ? req.signal.reason : undefined);
+      // A call that succeeded after its client left or ran out of time still
+      // failed for the client; one that broke because its client left (a
+      // stream closed under it) failed for that reason, not through a fault.
+      const clientGone = req.signal.aborted && !(error instanceof ConnectError);
+      const failure = clientGone ? req.signal.reason : error;
       // As the client sees it: Connect answers anything but a ConnectError as INTERNAL.
       const status = failure === undefined ? undefined : ConnectError.from(failure, Code.Internal);
       const code = status?.code;
