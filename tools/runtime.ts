@@ -5,4 +5,4 @@
  * small cost in throughput (see bench/ and the README's Performance).
  * The Dockerfiles set the same NODE_OPTIONS.
  */
-export const SERVICE_NODE_OPTIONS = "--max-semi-space-size=8 --max-old-space-size=160";
+export const SERVICE_NODE_OPTIONS = "--max-semi-space-size=8 --max-old-space-size=128";
