@@ -86,7 +86,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
             "idempotency_key_in_flight",
             "idempotency_key_reused",
             "rate_limited",
-            "internal_error", "database_unavailable",
+            "internal_error",
+            "database_unavailable",
             "inventory_unavailable",
           ),
         },
@@ -132,63 +133,56 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => getOrder({ db: app.db }, request.params.id),
   );
 
-  app.post(
-    "/orders/:id/cancel",
+  // Cancel and fulfil are the same shape: a guarded state change of one
+  // order, idempotent, with its stock action owed to inventory.
+  const stateChanges = [
     {
-      schema: {
-        tags,
-        operationId: "cancelOrder",
-        summary: "Cancel a pending or confirmed order and release its stock",
-        description:
-          "Idempotent: cancelling a cancelled order returns it. 409 status_conflict from fulfilled or rejected. Takes no body.",
-        headers: IdempotencyHeaders,
-        params: OrderIdParams,
-        response: {
-          200: json("The order, cancelled", Order, REPLAYED_HEADER),
-          ...problems(
-            "validation_failed",
-            "order_not_found",
-            "status_conflict",
-            "idempotency_key_in_flight",
-            "idempotency_key_reused",
-            "unsupported_media_type",
-            "rate_limited",
-            "internal_error", "database_unavailable",
-          ),
+      path: "/orders/:id/cancel",
+      operationId: "cancelOrder",
+      summary: "Cancel a pending or confirmed order and release its stock",
+      description: "Idempotent: cancelling a cancelled order returns it. 409 status_conflict from fulfilled or rejected. Takes no body.",
+      done: "cancelled",
+      change: cancelOrder,
+      endpoint: IDEMPOTENT_ENDPOINTS.cancelOrder,
+    },
+    {
+      path: "/orders/:id/fulfill",
+      operationId: "fulfillOrder",
+      summary: "Mark a confirmed order fulfilled and commit its stock",
+      description: "Idempotent: fulfilling a fulfilled order returns it. 409 status_conflict from any other state. Takes no body.",
+      done: "fulfilled",
+      change: fulfilOrder,
+      endpoint: IDEMPOTENT_ENDPOINTS.fulfilOrder,
+    },
+  ] as const;
+  for (const { path, operationId, summary, description, done, change, endpoint } of stateChanges) {
+    app.post(
+      path,
+      {
+        schema: {
+          tags,
+          operationId,
+          summary,
+          description,
+          headers: IdempotencyHeaders,
+          params: OrderIdParams,
+          response: {
+            200: json(`The order, ${done}`, Order, REPLAYED_HEADER),
+            ...problems(
+              "validation_failed",
+              "order_not_found",
+              "status_conflict",
+              "idempotency_key_in_flight",
+              "idempotency_key_reused",
+              "unsupported_media_type",
+              "rate_limited",
+              "internal_error",
+              "database_unavailable",
+            ),
+          },
         },
       },
-    },
-    async (request, reply) =>
-      send(reply, await cancelOrder(deps(request.log), request.params.id, keyed(IDEMPOTENT_ENDPOINTS.cancelOrder, request))),
-  );
-
-  app.post(
-    "/orders/:id/fulfill",
-    {
-      schema: {
-        tags,
-        operationId: "fulfillOrder",
-        summary: "Mark a confirmed order fulfilled and commit its stock",
-        description:
-          "Idempotent: fulfilling a fulfilled order returns it. 409 status_conflict from any other state. Takes no body.",
-        headers: IdempotencyHeaders,
-        params: OrderIdParams,
-        response: {
-          200: json("The order, fulfilled", Order, REPLAYED_HEADER),
-          ...problems(
-            "validation_failed",
-            "order_not_found",
-            "status_conflict",
-            "idempotency_key_in_flight",
-            "idempotency_key_reused",
-            "unsupported_media_type",
-            "rate_limited",
-            "internal_error", "database_unavailable",
-          ),
-        },
-      },
-    },
-    async (request, reply) =>
-      send(reply, await fulfilOrder(deps(request.log), request.params.id, keyed(IDEMPOTENT_ENDPOINTS.fulfilOrder, request))),
-  );
+      async (request, reply) => send(reply, await change(deps(request.log), request.params.id, keyed(endpoint, request))),
+    );
+  }
 };
