@@ -85,3 +85,25 @@ it("keeps stock and ledger consistent while reservations, releases, commits, exp
   expect(Object.keys(counts).filter((k) => k !== "ok" && k !== "FailedPrecondition")).toEqual([]);
   expect(await stockInconsistencies(h.server)).toEqual([]);
 });
+
+it("answers a repeated ReserveStock that races the release of the same order without a deadlock", async () => {
+  const product = await h.product({ initialStock: 5 });
+  const orderId = randomUUID();
+  const lines = [{ productId: product.id, quantity: 1 }];
+  await h.client.reserveStock({ orderId, lines });
+
+  // A release in progress: it holds the reservation row and is about to
+  // lock the stock row, as ReleaseStock, CommitStock and expiry do.
+  const tx = await h.server.db.startTransaction().execute();
+  await tx.updateTable("reservations").set({ status: "released" }).where("order_id", "=", orderId).execute();
+  const retry = h.client.reserveStock({ orderId, lines }).then(
+    () => "ok",
+    (e) => Code[ConnectError.from(e).code],
+  );
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await tx.selectFrom("stock_levels").select("product_id").where("product_id", "=", product.id).forNoKeyUpdate().execute();
+  await tx.commit().execute();
+
+  // The repeat waits for the release and then finds the reservation released.
+  expect(await retry).toBe("FailedPrecondition");
+});

@@ -92,12 +92,21 @@ describe("ListProducts", () => {
       expect(err.code).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toContain("page_size must be from 1 to 100");
     }
-    for (const pageToken of ["not-a-token", "!!!", Buffer.from("[1]").toString("base64url")]) {
+    const forged = Buffer.from(JSON.stringify({ after: "a\u0000" })).toString("base64url");
+    for (const pageToken of ["not-a-token", "!!!", Buffer.from("[1]").toString("base64url"), forged]) {
       const err = await rpcError(h.client.listProducts({ pageToken }));
       expect(err.code).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toContain("page_token");
     }
   });
+});
+
+it("refuses text PostgreSQL cannot store (a NUL character) as INVALID_ARGUMENT naming the field", async () => {
+  const err = await rpcError(
+    h.client.createProduct({ sku: `NUL-${randomUUID().slice(0, 8)}`, name: "a\u0000b", priceMinor: 100n, currency: "USD" }),
+  );
+  expect(err.code).toBe(Code.InvalidArgument);
+  expect(err.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field)).toEqual(["name"]);
 });
 
 describe("AdjustStock", () => {

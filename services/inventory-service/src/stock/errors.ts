@@ -171,6 +171,16 @@ export function toConnectError(e: unknown): ConnectError {
   if ((e as { code?: unknown }).code === "55P03") {
     return new ConnectError("the call's deadline passed while it waited for stock locks", Code.DeadlineExceeded, undefined, undefined, e);
   }
+  const sqlState = (e as { code?: unknown }).code;
+  // Deadlock or serialization failure: nothing was applied; a retry can succeed.
+  if (sqlState === "40P01" || sqlState === "40001") {
+    return new ConnectError("the call conflicted with a concurrent change; retry it", Code.Aborted, undefined, undefined, e);
+  }
+  // A data exception: a value in the request that PostgreSQL cannot store or
+  // compare (a NUL character, an impossible date). The request is at fault.
+  if (typeof sqlState === "string" && sqlState.startsWith("22")) {
+    return new ConnectError("a value in the request cannot be stored or compared", Code.InvalidArgument, undefined, undefined, e);
+  }
   if (isDatabaseUnavailable(e)) return new ConnectError("the inventory database is unavailable", Code.Unavailable, undefined, undefined, e);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
 }

@@ -11,7 +11,7 @@ export function decodePageToken(token: string): string | undefined {
   if (!/^[A-Za-z0-9_-]+$/.test(token)) return undefined;
   try {
     const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-    if (typeof parsed === "object" && parsed !== null && "after" in parsed && typeof parsed.after === "string") {
+    if (typeof parsed === "object" && parsed !== null && "after" in parsed && typeof parsed.after === "string" && !parsed.after.includes("\u0000")) {
       return parsed.after;
     }
   } catch {

@@ -52,6 +52,8 @@ class Violations {
   text(field: string, value: string, max: number, required: boolean): string {
     if (required && value.trim() === "") this.add(field, "is required");
     else if ([...value].length > max) this.add(field, `must be at most ${max} characters`);
+    // PostgreSQL text cannot hold U+0000.
+    else if (value.includes("\u0000")) this.add(field, "must not contain NUL characters");
     return value;
   }
 

@@ -25,6 +25,14 @@ export async function up(db: Kysely<any>): Promise<void> {
       IF p_lock_timeout_ms > 0 THEN
         PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
       END IF;
+      -- A repeat is answered from the existing reservation. Waiting for its
+      -- row first (before any stock row) keeps the lock order of release,
+      -- commit and expiry, which lock the reservation and then its stock:
+      -- taken the other way round, the two would deadlock.
+      PERFORM 1 FROM reservations r WHERE r.order_id = p_order_id FOR SHARE;
+      IF FOUND THEN
+        RETURN;
+      END IF;
       -- Product id order: the one order every writer locks stock rows in.
       PERFORM 1 FROM stock_levels s WHERE s.product_id = ANY (p_product_ids) ORDER BY s.product_id FOR NO KEY UPDATE;
       -- A new statement, a new snapshot: the locked rows as they are now.
