@@ -119,6 +119,11 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: boolean("TRUST_PROXY", false),
   };
 
+  // Without the reconciler, confirmed orders' reservations are never made
+  // permanent and expire in inventory: only tests may turn it off.
+  if (config.reconcileIntervalMs === 0 && env.NODE_ENV === "production") {
+    problems.push("RECONCILE_INTERVAL_MS=0 (no reconciler) is not allowed when NODE_ENV=production");
+  }
   if (config.pendingGiveUpMs <= config.pendingGraceMs) {
     problems.push(
       `PENDING_GIVE_UP_MS (${config.pendingGiveUpMs}) must be greater than PENDING_GRACE_MS (${config.pendingGraceMs})`,

@@ -58,6 +58,10 @@ const cases: Case[] = [
   { name: "an unknown status filter", method: "GET", path: "/orders?status=shipped", status: 400, code: "validation_failed", field: "/querystring/status" },
   { name: "an unknown query parameter", method: "GET", path: "/orders?colour=red", status: 400, code: "validation_failed", field: "/querystring/colour" },
   { name: "a forged cursor", method: "GET", path: `/orders?cursor=${Buffer.from("o1:nope").toString("base64url")}`, status: 400, code: "invalid_cursor" },
+  { name: "a forged cursor with an impossible date", method: "GET", path: `/orders?cursor=${Buffer.from(`o2 2024-02-30T00:00:00.000000Z ${uuid}`).toString("base64url")}`, status: 400, code: "invalid_cursor" },
+  { name: "a NUL character in user_id", body: () => ({ user_id: "a\u0000b", items: [item()] }), status: 400, code: "validation_failed", field: "/body/user_id" },
+  { name: "a NUL character in the user_id filter", method: "GET", path: "/orders?user_id=a%00b", status: 400, code: "validation_failed", field: "/querystring/user_id" },
+  { name: "a date before year 1 in created_after", method: "GET", path: "/orders?created_after=0000-01-01T00:00:00Z", status: 400, code: "bad_request" },
   { name: "an unknown route", method: "GET", path: "/nowhere", status: 404, code: "route_not_found" },
   { name: "an unknown method on a known path", method: "DELETE", path: `/orders/${uuid}`, status: 404, code: "route_not_found" },
 ];

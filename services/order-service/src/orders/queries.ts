@@ -54,6 +54,13 @@ function encodeCursor(position: ListPosition): string {
   return Buffer.from(`o2 ${position.created_at} ${position.id}`).toString("base64url");
 }
 
+// Date.parse rolls 2024-02-30 over to March and accepts year 0, which
+// PostgreSQL refuses: the instant must print back as it was written.
+function isRealInstant(timestamp: string): boolean {
+  const ms = Date.parse(timestamp);
+  return !Number.isNaN(ms) && ms >= Date.parse("0001-01-01T00:00:00Z") && new Date(ms).toISOString().slice(0, 19) === timestamp.slice(0, 19);
+}
+
 function decodeCursor(cursor: string): ListPosition {
   const [version, created_at, id, ...rest] = Buffer.from(cursor, "base64url").toString().split(" ");
   if (
@@ -61,7 +68,7 @@ function decodeCursor(cursor: string): ListPosition {
     rest.length > 0 ||
     created_at === undefined ||
     !MICROSECOND_TIMESTAMP.test(created_at) ||
-    Number.isNaN(Date.parse(created_at)) ||
+    !isRealInstant(created_at) ||
     id === undefined ||
     !UUID.test(id)
   ) {

@@ -192,6 +192,11 @@ function toProblem(error: FastifyError | AppError, request: FastifyRequest): Pro
   if (code) return problem(code, error.message);
 
   if (isDatabaseUnavailable(error)) return problem("database_unavailable", "The orders database cannot be reached right now. Retry in a moment.");
+  // A PostgreSQL data exception (class 22): a value of the request the
+  // database cannot store or compare, such as a date before year 1.
+  if ((error as { code?: string }).code?.startsWith("22")) {
+    return problem("bad_request", "A value in the request cannot be stored or compared; check dates and text.");
+  }
 
   // Other client errors Fastify raises (bad Content-Length, URL encoding...):
   // their messages are written for clients.

@@ -43,6 +43,8 @@ const EARBUDS_ID = "00000000-0000-4000-8000-000000000005";
 const EXAMPLE_ORDER_ID = "01a21155-101f-779c-ab8a-6cfb09eec079";
 
 const Uuid = Type.String({ format: "uuid" });
+/** PostgreSQL text cannot hold U+0000. */
+const NO_NUL = "^[^\\u0000]*$";
 const Timestamp = Type.String({ format: "date-time", description: "RFC 3339 date-time" });
 const Currency = Type.String({ minLength: 3, maxLength: 3, description: "ISO 4217 code", examples: ["USD"] });
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -86,7 +88,7 @@ export const IdempotencyHeaders = Type.Object({
 
 export const PlaceOrderBody = Type.Object(
   {
-    user_id: Type.String({ minLength: 1, maxLength: 128, description: "Who places the order" }),
+    user_id: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL, description: "Who places the order" }),
     items: Type.Array(
       Type.Object(
         {
@@ -169,7 +171,9 @@ const NextCursor = Nullable(
 
 export const ListOrdersQuery = Type.Object(
   {
-    user_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Only this user's orders", examples: ["alice"] })),
+    user_id: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL, description: "Only this user's orders", examples: ["alice"] }),
+    ),
     status: Type.Optional(OrderStatus),
     created_after: Type.Optional(
       Type.String({
