@@ -107,7 +107,13 @@ export const DEV_POSTGRES = { dataDir: path.join(repoRoot, ".data", "postgres"),
 export async function devPostgres(): Promise<PostgresServer> {
   const running = externalPostgres(`postgres://postgres:postgres@127.0.0.1:${DEV_POSTGRES.port}/postgres`);
   if (await isReachable(running.url("postgres"))) return running;
-  return startEmbeddedPostgres(DEV_POSTGRES);
+  try {
+    return await startEmbeddedPostgres(DEV_POSTGRES);
+  } catch (e) {
+    // Another process may have won the race to start it: use theirs.
+    if (await isReachable(running.url("postgres"))) return running;
+    throw e;
+  }
 }
 
 async function isReachable(url: string): Promise<boolean> {

@@ -6,7 +6,6 @@ import { startInventoryServer } from "./server.ts";
 const config = loadConfigOrExit();
 const logger = createLogger(config.logLevel);
 const database = await resolveDatabase(config);
-if (database.embedded) logger.info({ port: new URL(database.url).port }, "started embedded PostgreSQL");
 
 const server = await startInventoryServer({
   databaseUrl: database.url,
