@@ -36,7 +36,7 @@ export interface GrpcServer {
  * (They are given here, once, because interceptors set on one service
  * would replace these rather than add to them.)
  */
-export function createGrpcServer(routes: readonly Routes[], interceptors: Interceptor[] = []): GrpcServer {
+function createGrpcServer(routes: readonly Routes[], interceptors: Interceptor[] = []): GrpcServer {
   const handler = connectNodeAdapter({
     routes: (router) => routes.forEach((register) => register(router)),
     interceptors,

@@ -24,7 +24,7 @@ export interface StockLevelsTable {
   updated_at: Timestamp;
 }
 
-export const RESERVATION_STATUSES = ["reserved", "confirmed", "released", "committed", "expired"] as const;
+const RESERVATION_STATUSES = ["reserved", "confirmed", "released", "committed", "expired"] as const;
 export type ReservationStatus = (typeof RESERVATION_STATUSES)[number];
 
 export interface ReservationsTable {
@@ -43,7 +43,7 @@ export interface ReservationLinesTable {
   currency: string;
 }
 
-export const MOVEMENT_KINDS = [
+const MOVEMENT_KINDS = [
   "initial",
   "restock",
   "write_off",

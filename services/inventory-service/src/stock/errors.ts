@@ -163,7 +163,7 @@ function detailsOf(e: InventoryError) {
  * INTERNAL without internals in the message. The original error stays
  * available as `cause` for logging; it never goes over the wire.
  */
-export function toConnectError(e: unknown): ConnectError {
+function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof InventoryError) return new ConnectError(e.message, GRPC_CODES[e.code], undefined, detailsOf(e), e);
   if (e instanceof Error && e.name === "AbortError") return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, e);

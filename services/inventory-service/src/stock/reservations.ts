@@ -29,9 +29,6 @@ type Ending = keyof typeof ENDINGS;
 
 const LIVE = ["reserved", "confirmed"] as const;
 
-const byProductId = (a: { product_id: string }, b: { product_id: string }) =>
-  a.product_id < b.product_id ? -1 : a.product_id > b.product_id ? 1 : 0;
-
 /**
  * Reserves every line of an order or none, holding the stock until
  * `ttlSeconds` from now unless confirmed. Idempotent on the order id: a
@@ -103,16 +100,15 @@ function sameReservation(existing: ReservationRecord, input: ReserveInput): Rese
 }
 
 /** The reservation of an order with its lines, or undefined when it has none. */
-export async function findReservation(db: Db, orderId: string): Promise<ReservationRecord | undefined> {
+async function findReservation(db: Db, orderId: string): Promise<ReservationRecord | undefined> {
   const reservation = await db.selectFrom("reservations").selectAll().where("order_id", "=", orderId).executeTakeFirst();
   if (reservation === undefined) return undefined;
-  const lines = await db
-    .selectFrom("reservation_lines")
-    .selectAll()
-    .where("order_id", "=", orderId)
-    .orderBy("product_id")
-    .execute();
-  return { ...reservation, lines };
+  return { ...reservation, lines: await linesOf(db, orderId) };
+}
+
+/** The lines of an order's reservation, ordered by product id. */
+function linesOf(db: Db, orderId: string): Promise<ReservationLineRow[]> {
+  return db.selectFrom("reservation_lines").selectAll().where("order_id", "=", orderId).orderBy("product_id").execute();
 }
 
 /**
@@ -165,12 +161,7 @@ async function endReservation(
     .returningAll()
     .executeTakeFirst();
   if (reservation === undefined) return undefined;
-  const lines = await tx
-    .selectFrom("reservation_lines")
-    .selectAll()
-    .where("order_id", "=", orderId)
-    .orderBy("product_id")
-    .execute();
+  const lines = await linesOf(tx, orderId);
   await settle(tx, lines, ending, note);
   return { ...reservation, lines };
 }

@@ -71,7 +71,7 @@ const MAX_BACKOFF_MS = 30_000;
  * Starts the reconciler: a pass every `intervalMs`, the next one scheduled
  * when the previous has finished (passes never overlap in one process).
  */
-export function startReconciler(deps: OrderDeps, options: ReconcilerOptions): Reconciler {
+function startReconciler(deps: OrderDeps, options: ReconcilerOptions): Reconciler {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let pass: Promise<void> = Promise.resolve();
