@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Status } from "../../google/rpc/status_pb.ts";
+import { file_google_rpc_status } from "../../google/rpc/status_pb.ts";
 import type { Message, UnknownEnum } from "@bufbuild/protobuf";
 
 /**
  * Describes the file inventory/v1/inventory.proto.
  */
 export const file_inventory_v1_inventory: GenFile = /*@__PURE__*/
-  fileDesc("ChxpbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEgxpbnZlbnRvcnkudjEi9wEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEwoLcHJpY2VfbWlub3IYBSABKAMSEAoIY3VycmVuY3kYBiABKAkSJwoFc3RvY2sYByABKAsyGC5pbnZlbnRvcnkudjEuU3RvY2tMZXZlbBIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkIKClN0b2NrTGV2ZWwSDwoHb25faGFuZBgBIAEoBRIQCghyZXNlcnZlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUiLAoETGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFIjYKEUNoZWNrU3RvY2tSZXF1ZXN0EiEKBWxpbmVzGAEgAygLMhIuaW52ZW50b3J5LnYxLkxpbmUiWgoSQ2hlY2tTdG9ja1Jlc3BvbnNlEi0KBWxpbmVzGAEgAygLMh4uaW52ZW50b3J5LnYxLkxpbmVBdmFpbGFiaWxpdHkSFQoNYWxsX2F2YWlsYWJsZRgCIAEoCCJiChBMaW5lQXZhaWxhYmlsaXR5EhIKCnByb2R1Y3RfaWQYASABKAkSEQoJcmVxdWVzdGVkGAIgASgFEhEKCWF2YWlsYWJsZRgDIAEoBRIUCgxpc19hdmFpbGFibGUYBCABKAgiSgoTUmVzZXJ2ZVN0b2NrUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIhCgVsaW5lcxgCIAMoCzISLmludmVudG9yeS52MS5MaW5lIkYKFFJlc2VydmVTdG9ja1Jlc3BvbnNlEi4KC3Jlc2VydmF0aW9uGAEgASgLMhkuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIo4CCgtSZXNlcnZhdGlvbhIQCghvcmRlcl9pZBgBIAEoCRIvCgZzdGF0dXMYAiABKA4yHy5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25TdGF0dXMSKQoFbGluZXMYAyADKAsyGi5pbnZlbnRvcnkudjEuUmVzZXJ2ZWRMaW5lEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImAKDFJlc2VydmVkTGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFEhgKEHVuaXRfcHJpY2VfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiOwoRSW5zdWZmaWNpZW50U3RvY2sSJgoFbGluZXMYASADKAsyFy5pbnZlbnRvcnkudjEuU2hvcnRMaW5lIkUKCVNob3J0TGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhEKCXJlcXVlc3RlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUiNwoTUmVsZWFzZVN0b2NrUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRgoUUmVsZWFzZVN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iJgoSQ29tbWl0U3RvY2tSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIkUKE0NvbW1pdFN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iLwoaQ29uZmlybVJlc2VydmF0aW9uc1JlcXVlc3QSEQoJb3JkZXJfaWRzGAEgAygJIlUKG0NvbmZpcm1SZXNlcnZhdGlvbnNSZXNwb25zZRIbChNjb25maXJtZWRfb3JkZXJfaWRzGAEgAygJEhkKEW1pc3Npbmdfb3JkZXJfaWRzGAIgAygJIicKEUdldFByb2R1Y3RSZXF1ZXN0EhIKCnByb2R1Y3RfaWQYASABKAkiPAoSR2V0UHJvZHVjdFJlc3BvbnNlEiYKB3Byb2R1Y3QYASABKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdCI8ChNMaXN0UHJvZHVjdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEicKCHByb2R1Y3RzGAEgAygLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoQBChRDcmVhdGVQcm9kdWN0UmVxdWVzdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRITCgtwcmljZV9taW5vchgEIAEoAxIQCghjdXJyZW5jeRgFIAEoCRIVCg1pbml0aWFsX3N0b2NrGAYgASgFIj8KFUNyZWF0ZVByb2R1Y3RSZXNwb25zZRImCgdwcm9kdWN0GAEgASgLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QipwEKEkFkanVzdFN0b2NrUmVxdWVzdBISCgpwcm9kdWN0X2lkGAEgASgJEg8KBWRlbHRhGAIgASgFSAASFQoLc2V0X29uX2hhbmQYAyABKAVIABIuCgZyZWFzb24YBCABKA4yHi5pbnZlbnRvcnkudjEuQWRqdXN0bWVudFJlYXNvbhIMCgRub3RlGAUgASgJEg0KBWFjdG9yGAYgASgJQggKBmNoYW5nZSJsChNBZGp1c3RTdG9ja1Jlc3BvbnNlEiYKB3Byb2R1Y3QYASABKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdBItCghtb3ZlbWVudBgCIAEoCzIbLmludmVudG9yeS52MS5TdG9ja01vdmVtZW50IswBCg1TdG9ja01vdmVtZW50EgoKAmlkGAEgASgDEhIKCnByb2R1Y3RfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIVCg1vbl9oYW5kX2RlbHRhGAQgASgFEhYKDnJlc2VydmVkX2RlbHRhGAUgASgFEhAKCG9yZGVyX2lkGAYgASgJEgwKBG5vdGUYByABKAkSDQoFYWN0b3IYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKt0BChFSZXNlcnZhdGlvblN0YXR1cxIiCh5SRVNFUlZBVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtSRVNFUlZBVElPTl9TVEFUVVNfUkVTRVJWRUQQARIgChxSRVNFUlZBVElPTl9TVEFUVVNfQ09ORklSTUVEEAISHwobUkVTRVJWQVRJT05fU1RBVFVTX1JFTEVBU0VEEAMSIAocUkVTRVJWQVRJT05fU1RBVFVTX0NPTU1JVFRFRBAEEh4KGlJFU0VSVkFUSU9OX1NUQVRVU19FWFBJUkVEEAUqnQEKEEFkanVzdG1lbnRSZWFzb24SIQodQURKVVNUTUVOVF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlBREpVU1RNRU5UX1JFQVNPTl9SRVNUT0NLEAESHwobQURKVVNUTUVOVF9SRUFTT05fV1JJVEVfT0ZGEAISJgoiQURKVVNUTUVOVF9SRUFTT05fQ09VTlRfQ09SUkVDVElPThADMsoGChBJbnZlbnRvcnlTZXJ2aWNlElQKCkNoZWNrU3RvY2sSHy5pbnZlbnRvcnkudjEuQ2hlY2tTdG9ja1JlcXVlc3QaIC5pbnZlbnRvcnkudjEuQ2hlY2tTdG9ja1Jlc3BvbnNlIgOQAgESWgoMUmVzZXJ2ZVN0b2NrEiEuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaIi5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2UiA5ACAhJaCgxSZWxlYXNlU3RvY2sSIS5pbnZlbnRvcnkudjEuUmVsZWFzZVN0b2NrUmVxdWVzdBoiLmludmVudG9yeS52MS5SZWxlYXNlU3RvY2tSZXNwb25zZSIDkAICElcKC0NvbW1pdFN0b2NrEiAuaW52ZW50b3J5LnYxLkNvbW1pdFN0b2NrUmVxdWVzdBohLmludmVudG9yeS52MS5Db21taXRTdG9ja1Jlc3BvbnNlIgOQAgISbwoTQ29uZmlybVJlc2VydmF0aW9ucxIoLmludmVudG9yeS52MS5Db25maXJtUmVzZXJ2YXRpb25zUmVxdWVzdBopLmludmVudG9yeS52MS5Db25maXJtUmVzZXJ2YXRpb25zUmVzcG9uc2UiA5ACAhJUCgpHZXRQcm9kdWN0Eh8uaW52ZW50b3J5LnYxLkdldFByb2R1Y3RSZXF1ZXN0GiAuaW52ZW50b3J5LnYxLkdldFByb2R1Y3RSZXNwb25zZSIDkAIBEloKDExpc3RQcm9kdWN0cxIhLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GiIuaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIgOQAgESWAoNQ3JlYXRlUHJvZHVjdBIiLmludmVudG9yeS52MS5DcmVhdGVQcm9kdWN0UmVxdWVzdBojLmludmVudG9yeS52MS5DcmVhdGVQcm9kdWN0UmVzcG9uc2USUgoLQWRqdXN0U3RvY2sSIC5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXF1ZXN0GiEuaW52ZW50b3J5LnYxLkFkanVzdFN0b2NrUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChxpbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEgxpbnZlbnRvcnkudjEi9wEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEwoLcHJpY2VfbWlub3IYBSABKAMSEAoIY3VycmVuY3kYBiABKAkSJwoFc3RvY2sYByABKAsyGC5pbnZlbnRvcnkudjEuU3RvY2tMZXZlbBIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkIKClN0b2NrTGV2ZWwSDwoHb25faGFuZBgBIAEoBRIQCghyZXNlcnZlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUiLAoETGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFIjYKEUNoZWNrU3RvY2tSZXF1ZXN0EiEKBWxpbmVzGAEgAygLMhIuaW52ZW50b3J5LnYxLkxpbmUiWgoSQ2hlY2tTdG9ja1Jlc3BvbnNlEi0KBWxpbmVzGAEgAygLMh4uaW52ZW50b3J5LnYxLkxpbmVBdmFpbGFiaWxpdHkSFQoNYWxsX2F2YWlsYWJsZRgCIAEoCCJiChBMaW5lQXZhaWxhYmlsaXR5EhIKCnByb2R1Y3RfaWQYASABKAkSEQoJcmVxdWVzdGVkGAIgASgFEhEKCWF2YWlsYWJsZRgDIAEoBRIUCgxpc19hdmFpbGFibGUYBCABKAgiSgoTUmVzZXJ2ZVN0b2NrUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIhCgVsaW5lcxgCIAMoCzISLmludmVudG9yeS52MS5MaW5lIkYKFFJlc2VydmVTdG9ja1Jlc3BvbnNlEi4KC3Jlc2VydmF0aW9uGAEgASgLMhkuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIkkKFFJlc2VydmVPcmRlcnNSZXF1ZXN0EjEKBm9yZGVycxgBIAMoCzIhLmludmVudG9yeS52MS5SZXNlcnZlU3RvY2tSZXF1ZXN0IkcKFVJlc2VydmVPcmRlcnNSZXNwb25zZRIuCghvdXRjb21lcxgBIAMoCzIcLmludmVudG9yeS52MS5SZXNlcnZlT3V0Y29tZSKDAQoOUmVzZXJ2ZU91dGNvbWUSEAoIb3JkZXJfaWQYASABKAkSMAoLcmVzZXJ2YXRpb24YAiABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25IABIjCgVlcnJvchgDIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCAoGcmVzdWx0Io4CCgtSZXNlcnZhdGlvbhIQCghvcmRlcl9pZBgBIAEoCRIvCgZzdGF0dXMYAiABKA4yHy5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25TdGF0dXMSKQoFbGluZXMYAyADKAsyGi5pbnZlbnRvcnkudjEuUmVzZXJ2ZWRMaW5lEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImAKDFJlc2VydmVkTGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFEhgKEHVuaXRfcHJpY2VfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiOwoRSW5zdWZmaWNpZW50U3RvY2sSJgoFbGluZXMYASADKAsyFy5pbnZlbnRvcnkudjEuU2hvcnRMaW5lIkUKCVNob3J0TGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhEKCXJlcXVlc3RlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUiNwoTUmVsZWFzZVN0b2NrUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRgoUUmVsZWFzZVN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iJgoSQ29tbWl0U3RvY2tSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIkUKE0NvbW1pdFN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iLwoaQ29uZmlybVJlc2VydmF0aW9uc1JlcXVlc3QSEQoJb3JkZXJfaWRzGAEgAygJIlUKG0NvbmZpcm1SZXNlcnZhdGlvbnNSZXNwb25zZRIbChNjb25maXJtZWRfb3JkZXJfaWRzGAEgAygJEhkKEW1pc3Npbmdfb3JkZXJfaWRzGAIgAygJIicKEUdldFByb2R1Y3RSZXF1ZXN0EhIKCnByb2R1Y3RfaWQYASABKAkiPAoSR2V0UHJvZHVjdFJlc3BvbnNlEiYKB3Byb2R1Y3QYASABKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdCI8ChNMaXN0UHJvZHVjdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEicKCHByb2R1Y3RzGAEgAygLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoQBChRDcmVhdGVQcm9kdWN0UmVxdWVzdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRITCgtwcmljZV9taW5vchgEIAEoAxIQCghjdXJyZW5jeRgFIAEoCRIVCg1pbml0aWFsX3N0b2NrGAYgASgFIj8KFUNyZWF0ZVByb2R1Y3RSZXNwb25zZRImCgdwcm9kdWN0GAEgASgLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QipwEKEkFkanVzdFN0b2NrUmVxdWVzdBISCgpwcm9kdWN0X2lkGAEgASgJEg8KBWRlbHRhGAIgASgFSAASFQoLc2V0X29uX2hhbmQYAyABKAVIABIuCgZyZWFzb24YBCABKA4yHi5pbnZlbnRvcnkudjEuQWRqdXN0bWVudFJlYXNvbhIMCgRub3RlGAUgASgJEg0KBWFjdG9yGAYgASgJQggKBmNoYW5nZSJsChNBZGp1c3RTdG9ja1Jlc3BvbnNlEiYKB3Byb2R1Y3QYASABKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdBItCghtb3ZlbWVudBgCIAEoCzIbLmludmVudG9yeS52MS5TdG9ja01vdmVtZW50IswBCg1TdG9ja01vdmVtZW50EgoKAmlkGAEgASgDEhIKCnByb2R1Y3RfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIVCg1vbl9oYW5kX2RlbHRhGAQgASgFEhYKDnJlc2VydmVkX2RlbHRhGAUgASgFEhAKCG9yZGVyX2lkGAYgASgJEgwKBG5vdGUYByABKAkSDQoFYWN0b3IYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKt0BChFSZXNlcnZhdGlvblN0YXR1cxIiCh5SRVNFUlZBVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtSRVNFUlZBVElPTl9TVEFUVVNfUkVTRVJWRUQQARIgChxSRVNFUlZBVElPTl9TVEFUVVNfQ09ORklSTUVEEAISHwobUkVTRVJWQVRJT05fU1RBVFVTX1JFTEVBU0VEEAMSIAocUkVTRVJWQVRJT05fU1RBVFVTX0NPTU1JVFRFRBAEEh4KGlJFU0VSVkFUSU9OX1NUQVRVU19FWFBJUkVEEAUqnQEKEEFkanVzdG1lbnRSZWFzb24SIQodQURKVVNUTUVOVF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlBREpVU1RNRU5UX1JFQVNPTl9SRVNUT0NLEAESHwobQURKVVNUTUVOVF9SRUFTT05fV1JJVEVfT0ZGEAISJgoiQURKVVNUTUVOVF9SRUFTT05fQ09VTlRfQ09SUkVDVElPThADMqkHChBJbnZlbnRvcnlTZXJ2aWNlElQKCkNoZWNrU3RvY2sSHy5pbnZlbnRvcnkudjEuQ2hlY2tTdG9ja1JlcXVlc3QaIC5pbnZlbnRvcnkudjEuQ2hlY2tTdG9ja1Jlc3BvbnNlIgOQAgESWgoMUmVzZXJ2ZVN0b2NrEiEuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaIi5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2UiA5ACAhJdCg1SZXNlcnZlT3JkZXJzEiIuaW52ZW50b3J5LnYxLlJlc2VydmVPcmRlcnNSZXF1ZXN0GiMuaW52ZW50b3J5LnYxLlJlc2VydmVPcmRlcnNSZXNwb25zZSIDkAICEloKDFJlbGVhc2VTdG9jaxIhLmludmVudG9yeS52MS5SZWxlYXNlU3RvY2tSZXF1ZXN0GiIuaW52ZW50b3J5LnYxLlJlbGVhc2VTdG9ja1Jlc3BvbnNlIgOQAgISVwoLQ29tbWl0U3RvY2sSIC5pbnZlbnRvcnkudjEuQ29tbWl0U3RvY2tSZXF1ZXN0GiEuaW52ZW50b3J5LnYxLkNvbW1pdFN0b2NrUmVzcG9uc2UiA5ACAhJvChNDb25maXJtUmVzZXJ2YXRpb25zEiguaW52ZW50b3J5LnYxLkNvbmZpcm1SZXNlcnZhdGlvbnNSZXF1ZXN0GikuaW52ZW50b3J5LnYxLkNvbmZpcm1SZXNlcnZhdGlvbnNSZXNwb25zZSIDkAICElQKCkdldFByb2R1Y3QSHy5pbnZlbnRvcnkudjEuR2V0UHJvZHVjdFJlcXVlc3QaIC5pbnZlbnRvcnkudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgOQAgESWgoMTGlzdFByb2R1Y3RzEiEuaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaIi5pbnZlbnRvcnkudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiA5ACARJYCg1DcmVhdGVQcm9kdWN0EiIuaW52ZW50b3J5LnYxLkNyZWF0ZVByb2R1Y3RSZXF1ZXN0GiMuaW52ZW50b3J5LnYxLkNyZWF0ZVByb2R1Y3RSZXNwb25zZRJSCgtBZGp1c3RTdG9jaxIgLmludmVudG9yeS52MS5BZGp1c3RTdG9ja1JlcXVlc3QaIS5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_rpc_status]);
 
 /**
  * A product in the catalogue with its current stock level.
@@ -271,6 +273,88 @@ export const ReserveStockResponseSchema: GenMessage<ReserveStockResponse> = /*@_
   messageDesc(file_inventory_v1_inventory, 7);
 
 /**
+ * @generated from message inventory.v1.ReserveOrdersRequest
+ */
+export type ReserveOrdersRequest = Message<"inventory.v1.ReserveOrdersRequest"> & {
+  /**
+   * The orders to reserve for: at most 500 orders and 5,000 lines in all,
+   * each order_id at most once, each order as in ReserveStock.
+   *
+   * @generated from field: repeated inventory.v1.ReserveStockRequest orders = 1;
+   */
+  orders: ReserveStockRequest[];
+};
+
+/**
+ * Describes the message inventory.v1.ReserveOrdersRequest.
+ * Use `create(ReserveOrdersRequestSchema)` to create a new message.
+ */
+export const ReserveOrdersRequestSchema: GenMessage<ReserveOrdersRequest> = /*@__PURE__*/
+  messageDesc(file_inventory_v1_inventory, 8);
+
+/**
+ * @generated from message inventory.v1.ReserveOrdersResponse
+ */
+export type ReserveOrdersResponse = Message<"inventory.v1.ReserveOrdersResponse"> & {
+  /**
+   * One outcome per requested order, in request order.
+   *
+   * @generated from field: repeated inventory.v1.ReserveOutcome outcomes = 1;
+   */
+  outcomes: ReserveOutcome[];
+};
+
+/**
+ * Describes the message inventory.v1.ReserveOrdersResponse.
+ * Use `create(ReserveOrdersResponseSchema)` to create a new message.
+ */
+export const ReserveOrdersResponseSchema: GenMessage<ReserveOrdersResponse> = /*@__PURE__*/
+  messageDesc(file_inventory_v1_inventory, 9);
+
+/**
+ * What became of one order of a ReserveOrders call.
+ *
+ * @generated from message inventory.v1.ReserveOutcome
+ */
+export type ReserveOutcome = Message<"inventory.v1.ReserveOutcome"> & {
+  /**
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * @generated from oneof inventory.v1.ReserveOutcome.result
+   */
+  result: {
+    /**
+     * The order's reservation, as ReserveStock returns it.
+     *
+     * @generated from field: inventory.v1.Reservation reservation = 2;
+     */
+    value: Reservation;
+    case: "reservation";
+  } | {
+    /**
+     * Why the order got no reservation: the status ReserveStock fails with
+     * for it, with the same details (FAILED_PRECONDITION with
+     * InsufficientStock, NOT_FOUND, INVALID_ARGUMENT with BadRequest,
+     * ALREADY_EXISTS).
+     *
+     * @generated from field: google.rpc.Status error = 3;
+     */
+    value: Status;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message inventory.v1.ReserveOutcome.
+ * Use `create(ReserveOutcomeSchema)` to create a new message.
+ */
+export const ReserveOutcomeSchema: GenMessage<ReserveOutcome> = /*@__PURE__*/
+  messageDesc(file_inventory_v1_inventory, 10);
+
+/**
  * The stock held for one order.
  *
  * @generated from message inventory.v1.Reservation
@@ -315,7 +399,7 @@ export type Reservation = Message<"inventory.v1.Reservation"> & {
  * Use `create(ReservationSchema)` to create a new message.
  */
 export const ReservationSchema: GenMessage<Reservation> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 8);
+  messageDesc(file_inventory_v1_inventory, 11);
 
 /**
  * One reserved line with the unit price at the time it was reserved.
@@ -353,7 +437,7 @@ export type ReservedLine = Message<"inventory.v1.ReservedLine"> & {
  * Use `create(ReservedLineSchema)` to create a new message.
  */
 export const ReservedLineSchema: GenMessage<ReservedLine> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 9);
+  messageDesc(file_inventory_v1_inventory, 12);
 
 /**
  * Error detail of FAILED_PRECONDITION from ReserveStock: every line that
@@ -373,7 +457,7 @@ export type InsufficientStock = Message<"inventory.v1.InsufficientStock"> & {
  * Use `create(InsufficientStockSchema)` to create a new message.
  */
 export const InsufficientStockSchema: GenMessage<InsufficientStock> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 10);
+  messageDesc(file_inventory_v1_inventory, 13);
 
 /**
  * A line that asks for more than is available.
@@ -402,7 +486,7 @@ export type ShortLine = Message<"inventory.v1.ShortLine"> & {
  * Use `create(ShortLineSchema)` to create a new message.
  */
 export const ShortLineSchema: GenMessage<ShortLine> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 11);
+  messageDesc(file_inventory_v1_inventory, 14);
 
 /**
  * @generated from message inventory.v1.ReleaseStockRequest
@@ -426,7 +510,7 @@ export type ReleaseStockRequest = Message<"inventory.v1.ReleaseStockRequest"> & 
  * Use `create(ReleaseStockRequestSchema)` to create a new message.
  */
 export const ReleaseStockRequestSchema: GenMessage<ReleaseStockRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 12);
+  messageDesc(file_inventory_v1_inventory, 15);
 
 /**
  * @generated from message inventory.v1.ReleaseStockResponse
@@ -445,7 +529,7 @@ export type ReleaseStockResponse = Message<"inventory.v1.ReleaseStockResponse"> 
  * Use `create(ReleaseStockResponseSchema)` to create a new message.
  */
 export const ReleaseStockResponseSchema: GenMessage<ReleaseStockResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 13);
+  messageDesc(file_inventory_v1_inventory, 16);
 
 /**
  * @generated from message inventory.v1.CommitStockRequest
@@ -462,7 +546,7 @@ export type CommitStockRequest = Message<"inventory.v1.CommitStockRequest"> & {
  * Use `create(CommitStockRequestSchema)` to create a new message.
  */
 export const CommitStockRequestSchema: GenMessage<CommitStockRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 14);
+  messageDesc(file_inventory_v1_inventory, 17);
 
 /**
  * @generated from message inventory.v1.CommitStockResponse
@@ -479,7 +563,7 @@ export type CommitStockResponse = Message<"inventory.v1.CommitStockResponse"> & 
  * Use `create(CommitStockResponseSchema)` to create a new message.
  */
 export const CommitStockResponseSchema: GenMessage<CommitStockResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 15);
+  messageDesc(file_inventory_v1_inventory, 18);
 
 /**
  * @generated from message inventory.v1.ConfirmReservationsRequest
@@ -498,7 +582,7 @@ export type ConfirmReservationsRequest = Message<"inventory.v1.ConfirmReservatio
  * Use `create(ConfirmReservationsRequestSchema)` to create a new message.
  */
 export const ConfirmReservationsRequestSchema: GenMessage<ConfirmReservationsRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 16);
+  messageDesc(file_inventory_v1_inventory, 19);
 
 /**
  * @generated from message inventory.v1.ConfirmReservationsResponse
@@ -524,7 +608,7 @@ export type ConfirmReservationsResponse = Message<"inventory.v1.ConfirmReservati
  * Use `create(ConfirmReservationsResponseSchema)` to create a new message.
  */
 export const ConfirmReservationsResponseSchema: GenMessage<ConfirmReservationsResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 17);
+  messageDesc(file_inventory_v1_inventory, 20);
 
 /**
  * @generated from message inventory.v1.GetProductRequest
@@ -541,7 +625,7 @@ export type GetProductRequest = Message<"inventory.v1.GetProductRequest"> & {
  * Use `create(GetProductRequestSchema)` to create a new message.
  */
 export const GetProductRequestSchema: GenMessage<GetProductRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 18);
+  messageDesc(file_inventory_v1_inventory, 21);
 
 /**
  * @generated from message inventory.v1.GetProductResponse
@@ -558,7 +642,7 @@ export type GetProductResponse = Message<"inventory.v1.GetProductResponse"> & {
  * Use `create(GetProductResponseSchema)` to create a new message.
  */
 export const GetProductResponseSchema: GenMessage<GetProductResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 19);
+  messageDesc(file_inventory_v1_inventory, 22);
 
 /**
  * @generated from message inventory.v1.ListProductsRequest
@@ -584,7 +668,7 @@ export type ListProductsRequest = Message<"inventory.v1.ListProductsRequest"> & 
  * Use `create(ListProductsRequestSchema)` to create a new message.
  */
 export const ListProductsRequestSchema: GenMessage<ListProductsRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 20);
+  messageDesc(file_inventory_v1_inventory, 23);
 
 /**
  * @generated from message inventory.v1.ListProductsResponse
@@ -608,7 +692,7 @@ export type ListProductsResponse = Message<"inventory.v1.ListProductsResponse"> 
  * Use `create(ListProductsResponseSchema)` to create a new message.
  */
 export const ListProductsResponseSchema: GenMessage<ListProductsResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 21);
+  messageDesc(file_inventory_v1_inventory, 24);
 
 /**
  * @generated from message inventory.v1.CreateProductRequest
@@ -660,7 +744,7 @@ export type CreateProductRequest = Message<"inventory.v1.CreateProductRequest"> 
  * Use `create(CreateProductRequestSchema)` to create a new message.
  */
 export const CreateProductRequestSchema: GenMessage<CreateProductRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 22);
+  messageDesc(file_inventory_v1_inventory, 25);
 
 /**
  * @generated from message inventory.v1.CreateProductResponse
@@ -677,7 +761,7 @@ export type CreateProductResponse = Message<"inventory.v1.CreateProductResponse"
  * Use `create(CreateProductResponseSchema)` to create a new message.
  */
 export const CreateProductResponseSchema: GenMessage<CreateProductResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 23);
+  messageDesc(file_inventory_v1_inventory, 26);
 
 /**
  * @generated from message inventory.v1.AdjustStockRequest
@@ -734,7 +818,7 @@ export type AdjustStockRequest = Message<"inventory.v1.AdjustStockRequest"> & {
  * Use `create(AdjustStockRequestSchema)` to create a new message.
  */
 export const AdjustStockRequestSchema: GenMessage<AdjustStockRequest> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 24);
+  messageDesc(file_inventory_v1_inventory, 27);
 
 /**
  * @generated from message inventory.v1.AdjustStockResponse
@@ -758,7 +842,7 @@ export type AdjustStockResponse = Message<"inventory.v1.AdjustStockResponse"> & 
  * Use `create(AdjustStockResponseSchema)` to create a new message.
  */
 export const AdjustStockResponseSchema: GenMessage<AdjustStockResponse> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 25);
+  messageDesc(file_inventory_v1_inventory, 28);
 
 /**
  * One entry of the stock ledger.
@@ -822,7 +906,7 @@ export type StockMovement = Message<"inventory.v1.StockMovement"> & {
  * Use `create(StockMovementSchema)` to create a new message.
  */
 export const StockMovementSchema: GenMessage<StockMovement> = /*@__PURE__*/
-  messageDesc(file_inventory_v1_inventory, 26);
+  messageDesc(file_inventory_v1_inventory, 29);
 
 /**
  * The life of a reservation.
@@ -957,6 +1041,23 @@ export const InventoryService: GenService<{
     methodKind: "unary";
     input: typeof ReserveStockRequestSchema;
     output: typeof ReserveStockResponseSchema;
+  },
+  /**
+   * ReserveOrders reserves stock for many orders in one call, each exactly
+   * as ReserveStock would: all of its lines or none, idempotent on its
+   * order_id, and independent of its neighbours (one order's refusal never
+   * fails another). Orders are decided in the order given, each against the
+   * stock the orders before it left. Every order gets its own outcome; the
+   * call as a whole fails only for a malformed request (INVALID_ARGUMENT:
+   * too many orders or lines, an order_id twice) or when inventory cannot
+   * decide at all (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
+   *
+   * @generated from rpc inventory.v1.InventoryService.ReserveOrders
+   */
+  reserveOrders: {
+    methodKind: "unary";
+    input: typeof ReserveOrdersRequestSchema;
+    output: typeof ReserveOrdersResponseSchema;
   },
   /**
    * ReleaseStock gives an order's reserved stock back. Releasing an unknown
