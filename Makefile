@@ -5,7 +5,7 @@ PNPM ?= $(shell command -v pnpm >/dev/null 2>&1 && echo pnpm || echo npx --yes p
 
 .PHONY: install dev test build generate lint typecheck seed-inventory check-consistency bench clean
 
-node_modules/.modules.yaml: package.json pnpm-lock.yaml pnpm-workspace.yaml gen/package.json tools/package.json services/*/package.json
+node_modules/.modules.yaml: package.json pnpm-lock.yaml pnpm-workspace.yaml gen/package.json tools/package.json packages/*/package.json services/*/package.json
 	CI=true $(PNPM) install --frozen-lockfile </dev/null
 	@touch $@
 
