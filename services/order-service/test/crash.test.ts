@@ -8,7 +8,7 @@ import type { Kysely } from "kysely";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { connectDatabase } from "../src/db/connect.ts";
 import type { Database } from "../src/db/database.ts";
-import { startService, type ServiceProcess } from "./processes.ts";
+import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts";
 import { eventually } from "./system.ts";
 
 /**

@@ -1,11 +1,19 @@
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
 import path from "node:path";
-import { freePort, repoRoot } from "@ecommerce/tools/postgres.ts";
+import { readFileSync } from "node:fs";
+import { freePort, repoRoot } from "./postgres.ts";
 
 /** A service running as a process of its own, as in production: `node services/<name>/src/main.ts`. */
 export interface ServiceProcess {
   port: number;
+  pid: number;
+  /** Whether it is still running. */
+  alive(): boolean;
+  /** Its resident set size now, in MB (from /proc). */
+  rssMb(): number;
+  /** What it wrote to stderr so far. */
+  stderr(): string;
   /** Base URL, such as http://127.0.0.1:41234. */
   url: string;
   /** Kills it with SIGKILL (a crash: no shutdown code runs) and waits until it is gone. */
@@ -47,7 +55,23 @@ export async function startService(
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
   };
-  return { port: listenOn, url: `http://127.0.0.1:${listenOn}`, crash: end("SIGKILL"), stop: end("SIGTERM") };
+  return {
+    port: listenOn,
+    pid: child.pid!,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    rssMb: () => rssMb(child.pid!),
+    stderr: () => stderr,
+    url: `http://127.0.0.1:${listenOn}`,
+    crash: end("SIGKILL"),
+    stop: end("SIGTERM"),
+  };
+}
+
+/** Resident set size of a process in MB, from /proc/PID/status. */
+export function rssMb(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!match) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(match[1]) / 1024;
 }
 
 function accepts(port: number): Promise<boolean> {
