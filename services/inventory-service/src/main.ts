@@ -16,9 +16,8 @@ const server = await startInventoryServer({
   seed: config.runSeeder,
   logger,
   dbPoolSize: config.dbPoolSize,
-  shutdownTimeoutMs: config.shutdownTimeoutMs,
   healthCheckIntervalMs: config.healthCheckIntervalMs,
-  maxTimeoutMs: config.grpcMaxTimeoutMs,
+  limits: config.limits,
 }).catch(async (err: unknown) => {
   logger.fatal({ err }, "could not start");
   await database.stop();

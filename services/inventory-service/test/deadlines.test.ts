@@ -17,7 +17,7 @@ const finishedReserve = (after: number) => logs.slice(after).find((l) => l.proce
 
 let h: Harness;
 beforeAll(async () => {
-  h = await startHarness({ logger, maxTimeoutMs: 400 });
+  h = await startHarness({ logger, limits: { maxCallMs: 400 } });
 });
 afterAll(() => h.close());
 

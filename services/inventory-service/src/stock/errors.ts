@@ -211,3 +211,27 @@ export const errorInterceptor: Interceptor = (next) => async (req) => {
     throw toConnectError(e);
   }
 };
+
+/**
+ * Request gate (connect-es runs it for every call, before it reads the
+ * request) that makes a request body which is not valid protobuf
+ * INVALID_ARGUMENT in every protocol. connect-es reports it as INTERNAL
+ * ("parse binary: ...", HTTP 500 over the Connect protocol), and decodes a
+ * unary request before any interceptor runs, so errorInterceptor never
+ * sees it. Every protocol hands the error to the call's signal before it
+ * writes the status, so it is corrected there, in place. (JSON that does
+ * not parse is INVALID_ARGUMENT already.)
+ */
+export function undecodableRequestGate(context: HandlerContext): void {
+  const { signal } = context;
+  signal.addEventListener(
+    "abort",
+    () => {
+      const e: unknown = signal.reason;
+      if (e instanceof ConnectError && e.code === Code.Internal && e.rawMessage.startsWith("parse binary:")) {
+        Object.assign(e, { code: Code.InvalidArgument, message: `[invalid_argument] ${e.rawMessage}` });
+      }
+    },
+    { once: true },
+  );
+}
