@@ -18,7 +18,7 @@ export interface RequestHandlerOptions {
   routes: readonly Routes[];
   /** Around every call of every service, outermost first. */
   interceptors: Interceptor[];
-  limits: Pick<Limits, "maxRequestBytes" | "maxResponseBytes" | "requestBodyTimeoutMs">;
+  limits: Pick<Limits, "maxRequestBytes" | "maxResponseBytes" | "requestBodyTimeoutMs" | "maxHeaderListBytes">;
   logger: Logger;
 }
 
@@ -39,6 +39,10 @@ export type RequestHandler = (req: http2.Http2ServerRequest, res: http2.Http2Ser
  *   client's deadline and `requestBodyTimeoutMs` (for streaming requests:
  *   each next part), or the call ends as DEADLINE_EXCEEDED; the stream is
  *   then reset, telling the client to stop sending.
+ * - nghttp2 enforces the header size bound it advertises only once the
+ *   client has acknowledged it; the first requests on a connection are
+ *   checked here, and reset with ENHANCE_YOUR_CALM as nghttp2 does (which
+ *   gRPC clients report as RESOURCE_EXHAUSTED).
  * - Deadlines too long for a Node.js timer are capped (see capDeadlineHeader).
  * - A body that is not protobuf is INVALID_ARGUMENT (see undecodableRequestGate).
  *
@@ -66,6 +70,10 @@ export function createRequestHandler(options: RequestHandlerOptions): RequestHan
       res.writeHead(404).end();
       return;
     }
+    if (headerListBytes(req.rawHeaders) > limits.maxHeaderListBytes) {
+      res.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
     const request = universalRequestFromNodeRequest(req, res, undefined, undefined);
     const deadlineMs = capDeadlineHeader(request.header);
     const streaming = handler.method.methodKind === "client_streaming" || handler.method.methodKind === "bidi_streaming";
@@ -75,11 +83,17 @@ export function createRequestHandler(options: RequestHandlerOptions): RequestHan
       streaming,
     });
     handler({ ...request, body })
-      .then((response) => universalResponseToNodeResponse(response, res))
-      .then(() => {
+      .then((response) => {
         // Answered before the client finished sending (refused or timed
-        // out): RST_STREAM(NO_ERROR) asks it to stop (RFC 9113, 8.1).
-        if (!req.complete && !res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        // out): RST_STREAM(NO_ERROR) asks it to stop (RFC 9113, 8.1);
+        // Node.js leaves the stream open otherwise. It goes out after the
+        // answer's last frame: its trailers when it has them.
+        res.stream.once(response.trailer === undefined ? "finish" : "wantTrailers", () =>
+          setImmediate(() => {
+            if (!req.complete && !res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+          }),
+        );
+        return universalResponseToNodeResponse(response, res);
       })
       .catch((err: unknown) => {
         // The client went away while the answer was being written.
@@ -87,6 +101,13 @@ export function createRequestHandler(options: RequestHandlerOptions): RequestHan
         if (!res.stream.destroyed) res.stream.destroy();
       });
   };
+}
+
+/** The size of a header list as HTTP/2 counts it: name, value and 32 octets per field (RFC 9113, 6.5.2). */
+function headerListBytes(raw: readonly string[]): number {
+  let bytes = 0;
+  for (const part of raw) bytes += Buffer.byteLength(part) + 16;
+  return bytes;
 }
 
 /**
