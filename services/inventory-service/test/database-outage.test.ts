@@ -103,24 +103,25 @@ async function terminateBackends(where = "true") {
   }
 }
 
-/** Opens a transaction holding the row lock of a product's stock until the database goes away. */
-async function holdStockLock(productId: string) {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  client.on("error", () => {});
-  await client.connect();
-  await client.query("BEGIN");
-  await client.query("SELECT 1 FROM stock_levels WHERE product_id = $1 FOR UPDATE", [productId]);
-  return client;
-}
-
-/** Waits until one of the service's transactions waits for a row lock. */
-async function untilWaitingForLock() {
+/**
+ * A ReserveStock of `productId` whose transaction is open, waiting for the
+ * row lock that `blocker`, a transaction of the test's, holds.
+ */
+async function reservationWaitingForLock(productId: string) {
+  const blocker = new pg.Client({ connectionString: databaseUrl });
+  blocker.on("error", () => {});
+  await blocker.connect();
+  await blocker.query("BEGIN");
+  await blocker.query("SELECT 1 FROM stock_levels WHERE product_id = $1 FOR UPDATE", [productId]);
+  const orderId = randomUUID();
+  const waiting = codeOf(reserve(orderId, productId, 20_000));
   await vi.waitFor(async () => {
     const { rows } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
     `.execute(db);
     expect(rows[0]!.n).toBeGreaterThan(0);
   });
+  return { blocker, orderId, waiting };
 }
 
 beforeAll(async () => {
@@ -178,10 +179,7 @@ describe("a PostgreSQL restart", () => {
   });
 
   it("with a reservation's transaction open: that call is UNAVAILABLE (or OK, had it committed first) and the process stays up", async () => {
-    const blocker = await holdStockLock(productIds[1]!);
-    const orderId = randomUUID();
-    const waiting = codeOf(reserve(orderId, productIds[1], 20_000));
-    await untilWaitingForLock();
+    const { blocker, orderId, waiting } = await reservationWaitingForLock(productIds[1]!);
     try {
       await postgres.stop();
       // A fast shutdown ends the blocker and the waiting call together; the
@@ -216,10 +214,7 @@ describe("backends terminated with pg_terminate_backend", () => {
   });
 
   it("during a reservation's transaction: that call is UNAVAILABLE, nothing of it is written", async () => {
-    const blocker = await holdStockLock(productIds[2]!);
-    const orderId = randomUUID();
-    const waiting = codeOf(reserve(orderId, productIds[2], 20_000));
-    await untilWaitingForLock();
+    const { blocker, orderId, waiting } = await reservationWaitingForLock(productIds[2]!);
     try {
       expect(await terminateBackends("wait_event_type = 'Lock'")).toBe(1);
       expect(await waiting).toBe(Code.Unavailable);
