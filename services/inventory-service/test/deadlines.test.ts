@@ -65,7 +65,7 @@ describe("a ReserveStock whose deadline passes while it waits for a lock", () =>
   });
 });
 
-describe("the server's cap on call time (maxTimeoutMs)", () => {
+describe("the server's cap on call time (GRPC_MAX_TIMEOUT_MS)", () => {
   it("ends a call without a deadline that runs past the cap as DEADLINE_EXCEEDED, reserving nothing", async () => {
     const product = await h.product({ initialStock: 5 });
     const orderId = randomUUID();
