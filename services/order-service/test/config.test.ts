@@ -5,7 +5,7 @@ test("has working defaults for development", () => {
   const config = loadConfig({});
   expect(config).toMatchObject({
     port: 8080,
-    host: "0.0.0.0",
+    host: "127.0.0.1",
     databaseUrl: undefined,
     inventoryUrl: "http://127.0.0.1:9090",
     inventoryTimeoutMs: 2000,
