@@ -26,6 +26,7 @@ const LIMITS = {
   REQUEST_TIMEOUT_MS: 800,
   KEEP_ALIVE_TIMEOUT_MS: 500,
   SHUTDOWN_GRACE_MS: 1000,
+  MAX_CONNECTIONS: 120,
 };
 const ENV = {
   ...Object.fromEntries(Object.entries(LIMITS).map(([name, value]) => [name, String(value)])),
@@ -286,6 +287,23 @@ describe("every hostile request gets a fast, bounded answer in the contract", ()
     const big = padded(LIMITS.BODY_LIMIT_BYTES * 64);
     const responses = await Promise.all(Array.from({ length: 100 }, () => exchange(service.port, post(big))));
     for (const response of responses) expectContract(response, 413, "body_too_large");
+  });
+
+  test("connections over MAX_CONNECTIONS are refused at once; the others are served", async () => {
+    const extra = 10;
+    const started = Date.now();
+    const sockets = Array.from({ length: LIMITS.MAX_CONNECTIONS + extra }, () => {
+      const socket = connect(service.port, "127.0.0.1");
+      socket.on("error", () => {});
+      const closed = new Promise<number>((done) => socket.once("close", () => done(Date.now() - started)));
+      return { socket, closed };
+    });
+    // Well before the head timeout, only the refused connections have been closed.
+    await new Promise((resolve) => setTimeout(resolve, LIMITS.HEADERS_TIMEOUT_MS / 2));
+    const early = await Promise.all(sockets.map(({ closed }) => Promise.race([closed, Promise.resolve(-1)])));
+    expect(early.filter((ms) => ms >= 0)).toHaveLength(extra);
+    for (const { socket } of sockets) socket.destroy();
+    expectContract(await exchange(service.port, http("GET", "/healthz")), 200);
   });
 
   test("many idle keep-alive connections are closed after the idle timeout", async () => {
