@@ -190,6 +190,13 @@ const cases: Case[] = [
     check: (r) => expect(r.body.length).toBeLessThan(1000),
   },
   {
+    name: "an order id far longer than a UUID (past the router's maxParamLength)",
+    request: () => http("GET", `/api/v1/orders/${"7".repeat(2000)}`),
+    status: 414,
+    code: "bad_request",
+    check: (r) => expect(r.body.length).toBeLessThan(1000),
+  },
+  {
     name: "a gzip-encoded body",
     request: () => post(gzipSync(JSON.stringify(order(1))).toString("latin1"), { "content-encoding": "gzip" }),
     status: 415,

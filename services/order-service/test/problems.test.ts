@@ -82,6 +82,7 @@ function expectProblem(request: Request, res: { status: number; headers: Headers
   expect(isProblem.Check(body), JSON.stringify([...isProblem.Errors(body)])).toBe(true);
   expect(body).toMatchObject({ code, status: res.status, type: `urn:problem-type:ecommerce:${code}`, title: PROBLEM_TYPES[code].title });
   expect(res.text).not.toMatch(/\bat .*\.ts:\d+|node_modules|select |insert |relation "/i);
+  expect(res.headers.get("x-content-type-options")).toBe("nosniff");
   const operation = request.unrouted ? undefined : operationOf(request.method ?? "GET", request.path);
   if (operation) {
     const documented = operation.responses[String(res.status)]?.content["application/problem+json"].examples;

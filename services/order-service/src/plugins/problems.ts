@@ -278,8 +278,13 @@ function isDatabaseUnavailable(error: Error): boolean {
   );
 }
 
-/** Sends a problem document, with Retry-After when retrying later can succeed. */
+/**
+ * Sends a problem document, with Retry-After when retrying later can
+ * succeed, and with the security headers even when helmet's hook did not
+ * run (an error raised before routing or by an earlier hook).
+ */
 export function sendProblem(reply: FastifyReply, doc: ProblemDocument): FastifyReply {
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) if (!reply.hasHeader(name)) reply.header(name, value);
   const type: ProblemType = PROBLEM_TYPES[doc.code];
   if (type.retryAfter && !reply.hasHeader("retry-after")) reply.header("retry-after", String(RETRY_AFTER_SECONDS));
   return reply.code(doc.status).type("application/problem+json").send(doc);
