@@ -160,7 +160,7 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs: integer("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
     keepAliveTimeoutMs: integer("KEEP_ALIVE_TIMEOUT_MS", 72_000, 100, 600_000),
     shutdownGraceMs: integer("SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
-    inventoryReadMaxBytes: integer("INVENTORY_READ_MAX_BYTES", 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+    inventoryReadMaxBytes: integer("INVENTORY_READ_MAX_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
   });
   // The head is part of the request: its deadline cannot be the later one.
   if (limits.headersTimeoutMs > limits.requestTimeoutMs) {

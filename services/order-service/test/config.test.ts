@@ -44,3 +44,30 @@ test("configures the reconciler, and refuses to give up on pending orders before
     "PENDING_GIVE_UP_MS (5000) must be greater than PENDING_GRACE_MS (10000)",
   );
 });
+
+test("has one limits section, with defaults and the contract's bounds", () => {
+  const { limits } = loadConfig({});
+  expect(limits).toMatchObject({
+    bodyBytes: 65_536,
+    headerBytes: 16_384,
+    maxConnections: 512,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 72_000,
+    shutdownGraceMs: 10_000,
+    inventoryReadMaxBytes: 4 * 1024 * 1024,
+    itemsPerOrder: 100,
+    userIdChars: 128,
+    idempotencyKeyChars: 255,
+  });
+  expect(Object.isFrozen(limits)).toBe(true);
+  expect(loadConfig({ SERVER_HOST: "0.0.0.0", MAX_CONNECTIONS: "10" })).toMatchObject({ host: "0.0.0.0", limits: { maxConnections: 10 } });
+});
+
+test("names every malformed limit, and refuses a head deadline past the request's", () => {
+  const attempt = () =>
+    loadConfig({ MAX_HEADER_BYTES: "lots", SHUTDOWN_GRACE_MS: "-1", HEADERS_TIMEOUT_MS: "5000", REQUEST_TIMEOUT_MS: "1000" });
+  expect(attempt).toThrow('MAX_HEADER_BYTES must be an integer from 1024 to 1048576, got "lots"');
+  expect(attempt).toThrow('SHUTDOWN_GRACE_MS must be an integer from 0 to 600000, got "-1"');
+  expect(attempt).toThrow("HEADERS_TIMEOUT_MS (5000) must not be greater than REQUEST_TIMEOUT_MS (1000)");
+});
