@@ -336,6 +336,11 @@ describe("every hostile request gets a fast, bounded answer in the contract", ()
   });
 });
 
+test("none of it was an error on the server's side: nothing logged at error level", () => {
+  const errors = service.stderr().split("\n").filter((line) => /"level":(50|60)|Unhandled|uncaught/i.test(line));
+  expect(errors).toEqual([]);
+});
+
 test("SIGTERM with a slow client open: the process exits within the grace period", async () => {
   // Timeouts longer than the grace period: only the shutdown can end the slow request.
   const other = await startService("order-service", {
