@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import type { Database, ReservationLineRow, ReservationRow } from "../db/database.ts";
+import type { Database, ReservationLineRow, ReservationRow, ReservationStatus } from "../db/database.ts";
 import { inventoryErrors, type ShortLine } from "./errors.ts";
-import { lockStock, moveStock, type Db, type LockedStock, type Movement } from "./stock-levels.ts";
+import { lockStock, moveStock, type Db, type Movement } from "./stock-levels.ts";
 
 /** A product and how many units of it an order wants. */
 export interface LineInput {
@@ -29,62 +29,108 @@ type Ending = keyof typeof ENDINGS;
 
 const LIVE = ["reserved", "confirmed"] as const;
 
+/** What became of one order of a batch: its reservation, or why it has none. */
+export type ReserveOutcome = PromiseSettledResult<ReservationRecord>;
+
+/** One line of reserve_orders()'s answer (see migration 0003). */
+interface DecidedLine {
+  order_index: number;
+  outcome: "reserved" | "existing" | "unknown" | "short" | "taken";
+  status: ReservationStatus | null;
+  expires_at: Date | null;
+  created_at: Date | null;
+  updated_at: Date | null;
+  product_id: string;
+  quantity: number;
+  available: number | null;
+  unit_price_minor: bigint | null;
+  currency: string | null;
+}
+
 /**
- * Reserves every line of an order or none, holding the stock until
- * `ttlSeconds` from now unless confirmed. Idempotent on the order id: a
- * repeat with the same lines returns the reservation as it is.
+ * Reserves stock for a batch of orders, each all of its lines or none,
+ * holding it until `ttlSeconds` from now unless confirmed, and answers each
+ * order with its own outcome, in order. Idempotent on the order id: a repeat
+ * with the same lines gets the reservation as it is. Orders are decided in
+ * the order given, each against the stock the ones before it left, and one
+ * order's refusal never touches another. The order ids must be distinct.
  *
- * This is the hot path of every order, so it is one call of the
- * reserve_stock() database function (migration 0002): one round trip and
- * one commit. It locks the stock rows in product id order (the order every
- * writer uses, so overlapping reservations queue instead of deadlocking)
- * and, only when every line is known and available, inserts the
- * reservation, its lines, the stock change and its ledger rows. It waits
- * for locks at most `lockTimeoutMs`, the time the caller has left.
+ * This is the hot path of every order, so the whole batch is one call of
+ * the reserve_orders() database function (migration 0003): one round trip
+ * and one commit, whatever its size. It waits for locks at most
+ * `lockTimeoutMs` (0: no bound), the time its callers have left.
  */
-export async function reserveStock(db: Db, input: ReserveInput, ttlSeconds: number, lockTimeoutMs: number): Promise<ReservationRecord> {
-  const { rows } = await sql<LockedStock & { reserved_now: boolean; expires_at: Date | null; created_at: Date | null }>`
-    SELECT * FROM reserve_stock(
-      ${input.orderId}::uuid, ${input.lines.map((l) => l.productId)}::uuid[], ${input.lines.map((l) => l.quantity)}::int[],
+export async function reserveOrders(
+  db: Db,
+  inputs: readonly ReserveInput[],
+  ttlSeconds: number,
+  lockTimeoutMs: number,
+): Promise<ReserveOutcome[]> {
+  if (inputs.length === 0) return [];
+  const lines = inputs.flatMap((input, i) => input.lines.map((l) => ({ order: i + 1, ...l })));
+  const { rows } = await sql<DecidedLine>`
+    SELECT * FROM reserve_orders(
+      ${inputs.map((i) => i.orderId)}::uuid[], ${lines.map((l) => l.order)}::int[],
+      ${lines.map((l) => l.productId)}::uuid[], ${lines.map((l) => l.quantity)}::int[],
       ${ttlSeconds}::int, ${Math.ceil(lockTimeoutMs)}::int
     )
   `.execute(db);
+  const byOrder = inputs.map((): DecidedLine[] => []);
+  for (const row of rows) byOrder[row.order_index - 1]!.push(row);
+  return Promise.all(
+    inputs.map((input, i) =>
+      outcomeOf(db, input, byOrder[i]!).then(
+        (value): ReserveOutcome => ({ status: "fulfilled", value }),
+        (reason: unknown): ReserveOutcome => ({ status: "rejected", reason }),
+      ),
+    ),
+  );
+}
 
-  const made = rows[0];
-  if (made?.reserved_now) {
-    const quantities = new Map(input.lines.map((l) => [l.productId, l.quantity]));
-    return {
-      order_id: input.orderId,
-      status: "reserved",
-      expires_at: made.expires_at,
-      created_at: made.created_at!,
-      updated_at: made.created_at!,
-      lines: rows.map((s) => ({
+/** One order's reservation from its lines of reserve_orders()'s answer, or the refusal they mean. */
+async function outcomeOf(db: Db, input: ReserveInput, rows: readonly DecidedLine[]): Promise<ReservationRecord> {
+  const first = rows[0];
+  if (first === undefined) throw new Error(`reserve_orders() said nothing about order ${input.orderId}`);
+  switch (first.outcome) {
+    case "reserved":
+    case "existing": {
+      const reservation: ReservationRecord = {
         order_id: input.orderId,
-        product_id: s.product_id,
-        quantity: quantities.get(s.product_id)!,
-        unit_price_minor: s.price_minor,
-        currency: s.currency,
-      })),
-    };
+        status: first.status!,
+        expires_at: first.expires_at,
+        created_at: first.created_at!,
+        updated_at: first.updated_at!,
+        lines: rows.map((l) => ({
+          order_id: input.orderId,
+          product_id: l.product_id,
+          quantity: l.quantity,
+          unit_price_minor: l.unit_price_minor!,
+          currency: l.currency!,
+        })),
+      };
+      return first.outcome === "reserved" ? reservation : sameReservation(reservation, input);
+    }
+    case "unknown":
+    case "short": {
+      // Named in the order of the request, as the client wrote them.
+      const seen = new Map(rows.map((l) => [l.product_id, l.available]));
+      const unknown = input.lines.filter((l) => seen.get(l.productId) === null).map((l) => l.productId);
+      if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
+      const short: ShortLine[] = input.lines.flatMap(({ productId, quantity }) => {
+        const available = seen.get(productId) ?? 0;
+        return available < quantity ? [{ productId, requested: quantity, available }] : [];
+      });
+      throw inventoryErrors.insufficientStock(short);
+    }
+    case "taken": {
+      // A twin call committed a reservation for this order while the batch
+      // waited for its locks: answer from it.
+      const existing = await findReservation(db, input.orderId);
+      if (existing) return sameReservation(existing, input);
+      // Only a reservation that vanished in between could do this.
+      throw new Error(`reservation for order ${input.orderId} was neither made nor found`);
+    }
   }
-  // Nothing was reserved: the order already has a reservation (perhaps
-  // made by a twin call that committed while this one waited for the
-  // locks), or a line is unknown or short.
-  const existing = await findReservation(db, input.orderId);
-  if (existing) return sameReservation(existing, input);
-  const stock = new Map(rows.map((s) => [s.product_id, s]));
-  const unknown = input.lines.filter((l) => !stock.has(l.productId)).map((l) => l.productId);
-  if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
-  const short: ShortLine[] = input.lines.flatMap(({ productId, quantity }) => {
-    const s = stock.get(productId)!;
-    const available = s.on_hand - s.reserved;
-    return available < quantity ? [{ productId, requested: quantity, available }] : [];
-  });
-  if (short.length > 0) throw inventoryErrors.insufficientStock(short);
-  // Every line was available, yet nothing was reserved and no reservation
-  // exists: only a reservation that vanished in between could do this.
-  throw new Error(`reservation for order ${input.orderId} was neither made nor found`);
 }
 
 /** The answer to a ReserveStock for an order that already has a reservation. */

@@ -8,6 +8,7 @@ import {
   ReservationSchema,
   ReservationStatus,
   ReservedLineSchema,
+  ReserveOutcomeSchema,
   StockLevelSchema,
   StockMovementSchema,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
@@ -16,12 +17,14 @@ import { stopWhenAborted } from "../db/abort.ts";
 import type { Database, StockMovementRow } from "../db/database.ts";
 import { adjustStock, checkStock, createProduct, getProduct, listProducts, type ProductWithStock } from "./products.ts";
 import { remainingMs } from "../interceptors/deadline.ts";
+import { toStatus } from "./errors.ts";
 import {
   commitStock,
   confirmReservations,
   releaseStock,
-  reserveStock,
+  reserveOrders,
   type ReservationRecord,
+  type ReserveOutcome,
 } from "./reservations.ts";
 import {
   parseAdjustStock,
@@ -32,6 +35,7 @@ import {
   parseOrderId,
   parseProductId,
   parseReleaseStock,
+  parseReserveOrders,
   parseReserveStock,
 } from "./validation.ts";
 
@@ -62,10 +66,17 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       };
     },
     async reserveStock(req, call) {
-      const input = parseReserveStock(req);
-      const left = remainingMs(call);
-      const reservation = await reserveStock(forCall(call), input, deps.reservationTtlSeconds, Number.isFinite(left) ? Math.max(1, left) : 0);
-      return { reservation: toReservation(reservation) };
+      const [outcome] = await reserveOrders(forCall(call), [parseReserveStock(req)], deps.reservationTtlSeconds, lockTimeoutMs(call));
+      if (outcome!.status === "rejected") throw outcome!.reason;
+      return { reservation: toReservation(outcome!.value) };
+    },
+    async reserveOrders(req, call) {
+      const orders = parseReserveOrders(req);
+      const valid = orders.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+      const decided = (await reserveOrders(forCall(call), valid, deps.reservationTtlSeconds, lockTimeoutMs(call))).values();
+      return {
+        outcomes: orders.map((o, i) => toOutcome(req.orders[i]!.orderId, o.status === "fulfilled" ? decided.next().value! : o)),
+      };
     },
     async releaseStock(req, call) {
       const { orderId, reason } = parseReleaseStock(req);
@@ -94,6 +105,22 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       return { product: toProduct(product), movement: toMovement(movement) };
     },
   };
+}
+
+/** How long a call may wait for locks: the time it has left, 0 for no bound. */
+function lockTimeoutMs(call: HandlerContext): number {
+  const left = remainingMs(call);
+  return Number.isFinite(left) ? Math.max(1, left) : 0;
+}
+
+function toOutcome(orderId: string, outcome: ReserveOutcome) {
+  return create(ReserveOutcomeSchema, {
+    orderId,
+    result:
+      outcome.status === "fulfilled"
+        ? { case: "reservation", value: toReservation(outcome.value) }
+        : { case: "error", value: toStatus(outcome.reason) },
+  });
 }
 
 const STATUSES = {
