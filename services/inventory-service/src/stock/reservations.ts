@@ -158,67 +158,112 @@ function linesOf(db: Db, orderId: string): Promise<ReservationLineRow[]> {
 }
 
 /**
- * Gives an order's reserved stock back. Returns the reservation (already
- * released or expired ones unchanged), or undefined for an unknown order.
- * A committed reservation cannot be released: its goods have left.
+ * Gives orders' reserved stock back, each with its reason; one outcome per
+ * input, in order. Each gets its reservation (already released or expired
+ * ones unchanged), or undefined for an unknown order. A committed
+ * reservation cannot be released: its goods have left. An order named
+ * twice is released once; the second is answered as a repeat.
  */
-export async function releaseStock(db: Kysely<Database>, orderId: string, reason: string): Promise<ReservationRecord | undefined> {
-  return db.transaction().execute(async (tx) => {
-    const released = await endReservation(tx, orderId, "released", reason);
-    if (released) return released;
-    const current = await findReservation(tx, orderId);
-    if (current?.status === "committed") throw inventoryErrors.reservationClosed(orderId, current.status);
-    return current;
-  });
+export async function releaseOrders(
+  db: Kysely<Database>,
+  inputs: readonly { orderId: string; reason: string }[],
+): Promise<PromiseSettledResult<ReservationRecord | undefined>[]> {
+  const ends = await endReservations(db, "released", inputs.map((i) => ({ orderId: i.orderId, note: i.reason })));
+  return ends.map(({ reservation, endedNow }, i) =>
+    settled(() => {
+      if (!endedNow && reservation?.status === "committed") throw inventoryErrors.reservationClosed(inputs[i]!.orderId, reservation.status);
+      return reservation;
+    }),
+  );
 }
 
 /**
- * Turns an order's reserved stock into sold stock. Committing again returns
- * the committed reservation; a released or expired one cannot be committed.
+ * Turns orders' reserved stock into sold stock; one outcome per order, in
+ * order. Committing again returns the committed reservation; a released or
+ * expired one cannot be committed, an unknown order is not found.
  */
-export async function commitStock(db: Kysely<Database>, orderId: string): Promise<ReservationRecord> {
-  return db.transaction().execute(async (tx) => {
-    const committed = await endReservation(tx, orderId, "committed", "");
-    if (committed) return committed;
-    const current = await findReservation(tx, orderId);
-    if (current === undefined) throw inventoryErrors.reservationNotFound(orderId);
-    if (current.status !== "committed") throw inventoryErrors.reservationClosed(orderId, current.status);
-    return current;
-  });
+export async function commitOrders(db: Kysely<Database>, orderIds: readonly string[]): Promise<PromiseSettledResult<ReservationRecord>[]> {
+  const ends = await endReservations(db, "committed", orderIds.map((orderId) => ({ orderId, note: "" })));
+  return ends.map(({ reservation }, i) =>
+    settled(() => {
+      if (reservation === undefined) throw inventoryErrors.reservationNotFound(orderIds[i]!);
+      if (reservation.status !== "committed") throw inventoryErrors.reservationClosed(orderIds[i]!, reservation.status);
+      return reservation;
+    }),
+  );
+}
+
+function settled<T>(answer: () => T): PromiseSettledResult<T> {
+  try {
+    return { status: "fulfilled", value: answer() };
+  } catch (reason) {
+    return { status: "rejected", reason };
+  }
 }
 
 /**
- * Ends a live (reserved or confirmed) reservation and settles its stock, or
- * returns undefined when the order has no live reservation. The status
- * update locks the reservation row, so a racing release, commit or expiry
- * of the same order waits and then finds it no longer live.
+ * Ends the live (reserved or confirmed) reservations of a batch of orders
+ * in one transaction and settles their stock. Answers, per input, the
+ * order's reservation as it is afterwards (undefined when it has none) and
+ * whether this input ended it (the first input naming a live one).
+ *
+ * Locks the reservation rows first, in order id order, then their stock
+ * rows in product id order: the order every writer takes them in, so a
+ * racing batch, reservation or expiry of the same orders waits rather than
+ * deadlocks, and then finds them no longer live. Set-based: the same few
+ * statements whatever the batch's size.
  */
-async function endReservation(
-  tx: Transaction<Database>,
-  orderId: string,
+async function endReservations(
+  db: Kysely<Database>,
   ending: "released" | "committed",
-  note: string,
-): Promise<ReservationRecord | undefined> {
-  const reservation = await tx
-    .updateTable("reservations")
-    .set({ status: ending, expires_at: null, updated_at: sql<Date>`now()` })
-    .where("order_id", "=", orderId)
-    .where("status", "in", LIVE)
-    .returningAll()
-    .executeTakeFirst();
-  if (reservation === undefined) return undefined;
-  const lines = await linesOf(tx, orderId);
-  await settle(tx, lines, ending, note);
-  return { ...reservation, lines };
+  inputs: readonly { orderId: string; note: string }[],
+): Promise<{ reservation: ReservationRecord | undefined; endedNow: boolean }[]> {
+  const orderIds = [...new Set(inputs.map((i) => i.orderId))].sort();
+  const { reservations, ended } = await db.transaction().execute(async (tx) => {
+    const found = await tx.selectFrom("reservations").selectAll().where("order_id", "in", orderIds).orderBy("order_id").forUpdate().execute();
+    const reservations = new Map(found.map((r): [string, ReservationRecord] => [r.order_id, { ...r, lines: [] }]));
+    const live = found.filter((r) => (LIVE as readonly string[]).includes(r.status)).map((r) => r.order_id);
+    if (found.length === 0) return { reservations, ended: new Set(live) };
+    const lines = await tx
+      .selectFrom("reservation_lines")
+      .selectAll()
+      .where("order_id", "in", [...reservations.keys()])
+      .orderBy("order_id")
+      .orderBy("product_id")
+      .execute();
+    for (const line of lines) reservations.get(line.order_id)!.lines.push(line);
+    if (live.length > 0) {
+      // An order named twice ends with the note of its first input.
+      const notes = new Map(inputs.toReversed().map((i) => [i.orderId, i.note]));
+      await settle(tx, live.flatMap((id) => reservations.get(id)!.lines), ending, (orderId) => notes.get(orderId)!);
+      const rows = await tx
+        .updateTable("reservations")
+        .set({ status: ending, expires_at: null, updated_at: sql<Date>`now()` })
+        .where("order_id", "in", live)
+        .returningAll()
+        .execute();
+      for (const r of rows) reservations.set(r.order_id, { ...r, lines: reservations.get(r.order_id)!.lines });
+    }
+    return { reservations, ended: new Set(live) };
+  });
+  return inputs.map(({ orderId }) => {
+    const endedNow = ended.delete(orderId);
+    return { reservation: reservations.get(orderId), endedNow };
+  });
 }
 
-/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows. */
-async function settle(tx: Transaction<Database>, lines: readonly ReservationLineRow[], ending: Ending, note: string) {
+/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows noting `noteOf` each order. */
+async function settle(
+  tx: Transaction<Database>,
+  lines: readonly ReservationLineRow[],
+  ending: Ending,
+  noteOf: (orderId: string) => string,
+) {
   const { kind, sold } = ENDINGS[ending];
   await lockStock(tx, [...new Set(lines.map((l) => l.product_id))]);
   await moveStock(
     tx,
-    lines.map((l) => movement(l, kind, { onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity }, note)),
+    lines.map((l) => movement(l, kind, { onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity }, noteOf(l.order_id))),
   );
 }
 
@@ -297,7 +342,7 @@ export async function expireReservations(db: Kysely<Database>, batchSize: number
         expired.map((r) => r.order_id),
       )
       .execute();
-    await settle(tx, lines, "expired", "reservation expired");
+    await settle(tx, lines, "expired", () => "reservation expired");
     return expired.length;
   });
 }
