@@ -24,7 +24,8 @@ export interface BatchBounds {
 export const DEFAULT_BATCH_BOUNDS: BatchBounds = { maxBatchSize: 100, maxInFlight: 4, maxQueued: 2000 };
 
 /** The batched steps, as metrics name them; `reserve_orders` is a ReserveOrders call, a batch by itself. */
-export type BatchStep = "reserve" | "release" | "commit" | "reserve_orders";
+export const BATCH_STEPS = ["reserve", "release", "commit", "reserve_orders"] as const;
+export type BatchStep = (typeof BATCH_STEPS)[number];
 
 export interface CoalescingDeps {
   db: Kysely<Database>;
@@ -68,10 +69,12 @@ export function createCoalescing(deps: CoalescingDeps): Coalescing {
   const reserve = batched<ReserveInput, ReservationRecord>(deps, "reserve", (inputs, lockTimeoutMs) =>
     reserveOrders(deps.db, inputs, deps.reservationTtlSeconds, lockTimeoutMs),
   );
-  const release = batched<{ orderId: string; reason: string }, ReservationRecord | undefined>(deps, "release", (inputs) =>
-    releaseOrders(deps.db, inputs),
+  const release = batched<{ orderId: string; reason: string }, ReservationRecord | undefined>(deps, "release", (inputs, lockTimeoutMs) =>
+    releaseOrders(deps.db, inputs, lockTimeoutMs),
   );
-  const commit = batched<string, ReservationRecord>(deps, "commit", (orderIds) => commitOrders(deps.db, orderIds));
+  const commit = batched<string, ReservationRecord>(deps, "commit", (orderIds, lockTimeoutMs) =>
+    commitOrders(deps.db, orderIds, lockTimeoutMs),
+  );
   return { reserve, release, commit };
 }
 

@@ -167,8 +167,9 @@ function linesOf(db: Db, orderId: string): Promise<ReservationLineRow[]> {
 export async function releaseOrders(
   db: Kysely<Database>,
   inputs: readonly { orderId: string; reason: string }[],
+  lockTimeoutMs: number,
 ): Promise<PromiseSettledResult<ReservationRecord | undefined>[]> {
-  const ends = await endReservations(db, "released", inputs.map((i) => ({ orderId: i.orderId, note: i.reason })));
+  const ends = await endReservations(db, "released", inputs.map((i) => ({ orderId: i.orderId, note: i.reason })), lockTimeoutMs);
   return ends.map(({ reservation, endedNow }, i) =>
     settled(() => {
       if (!endedNow && reservation?.status === "committed") throw inventoryErrors.reservationClosed(inputs[i]!.orderId, reservation.status);
@@ -182,8 +183,12 @@ export async function releaseOrders(
  * order. Committing again returns the committed reservation; a released or
  * expired one cannot be committed, an unknown order is not found.
  */
-export async function commitOrders(db: Kysely<Database>, orderIds: readonly string[]): Promise<PromiseSettledResult<ReservationRecord>[]> {
-  const ends = await endReservations(db, "committed", orderIds.map((orderId) => ({ orderId, note: "" })));
+export async function commitOrders(
+  db: Kysely<Database>,
+  orderIds: readonly string[],
+  lockTimeoutMs: number,
+): Promise<PromiseSettledResult<ReservationRecord>[]> {
+  const ends = await endReservations(db, "committed", orderIds.map((orderId) => ({ orderId, note: "" })), lockTimeoutMs);
   return ends.map(({ reservation }, i) =>
     settled(() => {
       if (reservation === undefined) throw inventoryErrors.reservationNotFound(orderIds[i]!);
@@ -211,15 +216,18 @@ function settled<T>(answer: () => T): PromiseSettledResult<T> {
  * rows in product id order: the order every writer takes them in, so a
  * racing batch, reservation or expiry of the same orders waits rather than
  * deadlocks, and then finds them no longer live. Set-based: the same few
- * statements whatever the batch's size.
+ * statements whatever the batch's size. Waits for locks at most
+ * `lockTimeoutMs` (0: no bound).
  */
 async function endReservations(
   db: Kysely<Database>,
   ending: "released" | "committed",
   inputs: readonly { orderId: string; note: string }[],
+  lockTimeoutMs: number,
 ): Promise<{ reservation: ReservationRecord | undefined; endedNow: boolean }[]> {
   const orderIds = [...new Set(inputs.map((i) => i.orderId))].sort();
   const { reservations, ended } = await db.transaction().execute(async (tx) => {
+    if (lockTimeoutMs > 0) await sql`SELECT set_config('lock_timeout', ${`${Math.ceil(lockTimeoutMs)}ms`}, true)`.execute(tx);
     const found = await tx.selectFrom("reservations").selectAll().where("order_id", "in", orderIds).orderBy("order_id").forUpdate().execute();
     const reservations = new Map(found.map((r): [string, ReservationRecord] => [r.order_id, { ...r, lines: [] }]));
     const live = found.filter((r) => (LIVE as readonly string[]).includes(r.status)).map((r) => r.order_id);
