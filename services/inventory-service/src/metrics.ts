@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
-import type { BatchStep } from "./stock/coalescing.ts";
+import { BATCH_STEPS, type BatchStep } from "./stock/coalescing.ts";
 
 /** The service's Prometheus metrics: batch sizes per step and the process's own. */
 export interface Metrics {
@@ -26,6 +26,8 @@ export function createMetrics(): Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 500],
     registers: [registry],
   });
+  // Every step's series exists from the start, at zero, for scrapers to diff against.
+  for (const step of BATCH_STEPS) batchSize.zero({ step });
   return { registry, observeBatch: (step, size) => batchSize.observe({ step }, size) };
 }
 
