@@ -1,38 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { freePort } from "@ecommerce/tools/postgres.ts";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
-
-/** Status code of each settled call: "ok" or the gRPC code's name. */
-function outcomes(results: PromiseSettledResult<unknown>[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.status === "fulfilled" ? "ok" : Code[ConnectError.from(r.reason).code];
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
-
-/** Clients on separate HTTP/2 connections, as separate order-service replicas would be. */
-function clients(h: Harness) {
-  return Array.from({ length: 4 }, () => createClient(InventoryService, createGrpcTransport({ baseUrl: h.server.url })));
-}
+import { lockStockRow, outcomes, replicaClients, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
 
 /** The count and sum of `inventory_batch_size` for `step`, read from the metrics endpoint. */
 async function batchSizes(h: Harness, step: string): Promise<{ batches: number; calls: number }> {
   const text = await (await fetch(h.server.metricsUrl!)).text();
   const value = (series: string) => Number(new RegExp(`^inventory_batch_size_${series}\\{step="${step}"\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
   return { batches: value("count"), calls: value("sum") };
-}
-
-/** Holds a product's stock row locked in another transaction until the returned function is called. */
-async function lockStockRow(h: Harness, productId: string): Promise<() => Promise<void>> {
-  const tx = await h.server.db.startTransaction().execute();
-  await tx.selectFrom("stock_levels").select("product_id").where("product_id", "=", productId).forUpdate().execute();
-  return () => tx.commit().execute();
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -47,7 +23,7 @@ describe("with the default batch bounds", () => {
   it("serves two hundred racing ReserveStock calls in shared batches, exactly ten getting the last ten units", async () => {
     const product = await h.product({ initialStock: 10 });
     const before = await batchSizes(h, "reserve");
-    const cs = clients(h);
+    const cs = replicaClients(h.server);
     const results = await Promise.allSettled(
       Array.from({ length: 200 }, (_, i) =>
         cs[i % cs.length]!.reserveStock({ orderId: randomUUID(), lines: [{ productId: product.id, quantity: 1 }] }),
@@ -66,7 +42,7 @@ describe("with the default batch bounds", () => {
     const orderIds = Array.from({ length: 60 }, () => randomUUID());
     await h.client.reserveOrders({ orders: orderIds.map((orderId) => ({ orderId, lines: [{ productId: product.id, quantity: 1 }] })) });
     const before = { release: await batchSizes(h, "release"), commit: await batchSizes(h, "commit") };
-    const cs = clients(h);
+    const cs = replicaClients(h.server);
     const unknown = randomUUID();
     const [released, committed, twice, notFound] = await Promise.all([
       Promise.allSettled(orderIds.slice(0, 30).map((orderId, i) => cs[i % 4]!.releaseStock({ orderId, reason: "cancelled" }))),
@@ -88,7 +64,7 @@ describe("with the default batch bounds", () => {
 
   it("never deadlocks when batches overlap in products in opposite orders while the same orders are released, committed and expire", async () => {
     const ids = (await Promise.all(Array.from({ length: 4 }, () => h.product({ initialStock: 200 })))).map((p) => p.id);
-    const cs = clients(h);
+    const cs = replicaClients(h.server);
     const orderIds = Array.from({ length: 240 }, () => randomUUID());
     const linesOf = (i: number) => {
       const lines = ids.filter((_, j) => j !== i % 4).map((productId, j) => ({ productId, quantity: 1 + ((i + j) % 3) }));
@@ -137,7 +113,7 @@ describe("with small batch bounds", () => {
 
   it("refuses a burst past the queue bound at once with RESOURCE_EXHAUSTED", async () => {
     const product = await h.product({ initialStock: 10 });
-    const release = await lockStockRow(h, product.id);
+    const release = await lockStockRow(h.server, product.id);
     const settled: PromiseSettledResult<unknown>[] = [];
     const reserve = () => h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: product.id, quantity: 1 }] });
     // The first call's batch waits for the lock; two more may queue behind it.
@@ -159,8 +135,8 @@ describe("with small batch bounds", () => {
 
   it("answers a caller whose deadline passes without aborting the batch of the others", async () => {
     const [blocker, contested] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
-    const releaseBlocker = await lockStockRow(h, blocker.id);
-    const releaseContested = await lockStockRow(h, contested.id);
+    const releaseBlocker = await lockStockRow(h.server, blocker.id);
+    const releaseContested = await lockStockRow(h.server, contested.id);
     const lines = [{ productId: contested.id, quantity: 1 }];
     // The one batch in flight waits for the blocker; the next two calls queue and then share a batch.
     const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
@@ -183,7 +159,7 @@ describe("with small batch bounds", () => {
 
   it("leaves out of its batch a caller who gave up while queued", async () => {
     const [blocker, other] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
-    const release = await lockStockRow(h, blocker.id);
+    const release = await lockStockRow(h.server, blocker.id);
     const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
     await sleep(50);
     const gone = randomUUID();

@@ -16,10 +16,6 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-async function stockOf(productId: string) {
-  return (await h.client.getProduct({ productId })).product!.stock!;
-}
-
 /** An outcome's refusal as a client reads it: code, message and typed details. */
 function refusal(outcome: ReserveOutcome | undefined) {
   if (outcome?.result.case !== "error") throw new Error(`expected a refusal, got ${outcome?.result.case}`);
@@ -88,8 +84,8 @@ describe("ReserveOrders", () => {
     expect(refusal(outcomes[7]).code).toBe(Code.InvalidArgument);
 
     // Only the first order took stock: 1 + 1 before, 2 now.
-    expect(await stockOf(a.id)).toMatchObject({ onHand: 10, reserved: 4 });
-    expect(await stockOf(scarce.id)).toMatchObject({ reserved: 0 });
+    expect(await h.stockOf(a.id)).toMatchObject({ onHand: 10, reserved: 4 });
+    expect(await h.stockOf(scarce.id)).toMatchObject({ reserved: 0 });
     expect(await stockInconsistencies(h.server)).toEqual([]);
   });
 
@@ -103,7 +99,7 @@ describe("ReserveOrders", () => {
       shortLines: [{ productId: p.id, requested: 3, available: 2 }],
     });
     expect(reservationOf(outcomes[2]).lines[0]?.quantity).toBe(2);
-    expect(await stockOf(p.id)).toMatchObject({ onHand: 5, reserved: 5, available: 0 });
+    expect(await h.stockOf(p.id)).toMatchObject({ onHand: 5, reserved: 5, available: 0 });
   });
 
   it("never lets a short order fail its neighbours, and keeps stock, reservations and ledger in agreement", async () => {
@@ -123,7 +119,7 @@ describe("ReserveOrders", () => {
     orders.forEach((o, i) => {
       if (i % 3 !== 2) o.lines.forEach((l) => reserved.set(l.productId, (reserved.get(l.productId) ?? 0) + l.quantity));
     });
-    for (const id of ids) expect((await stockOf(id)).reserved).toBe(reserved.get(id));
+    for (const id of ids) expect((await h.stockOf(id)).reserved).toBe(reserved.get(id));
     expect(await stockInconsistencies(h.server)).toEqual([]);
   });
 
