@@ -8,7 +8,7 @@ import {
   type ReserveOutcome,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
+import { lockStockRow, rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -120,6 +120,38 @@ describe("ReserveOrders", () => {
       if (i % 3 !== 2) o.lines.forEach((l) => reserved.set(l.productId, (reserved.get(l.productId) ?? 0) + l.quantity));
     });
     for (const id of ids) expect((await h.stockOf(id)).reserved).toBe(reserved.get(id));
+    expect(await stockInconsistencies(h.server)).toEqual([]);
+  });
+
+  it.each([
+    // The second then sees x as available (7 of 10) and y, behind it, as short
+    // (4 of 5), unless it learns that x was its twin's.
+    ["the lone order's call", true],
+    // The second then finds x short (2 of 10 left) while it is in fact reserved.
+    ["the call with a neighbour", false],
+  ])("answers an order that a twin call reserved meanwhile from the twin's reservation, %s first", async (_name, aloneFirst) => {
+    const p = await h.product({ initialStock: 10 });
+    const [x, y] = [randomUUID(), randomUUID()];
+    // Both calls wait for the same stock row; the first in the queue reserves
+    // x after the other has already looked for x's reservation and found none.
+    const release = await lockStockRow(h.server, p.id);
+    const alone = () => h.client.reserveOrders({ orders: [{ orderId: x, lines: [{ productId: p.id, quantity: 3 }] }] });
+    const withNeighbour = () =>
+      h.client.reserveOrders({
+        orders: [
+          { orderId: x, lines: [{ productId: p.id, quantity: 3 }] },
+          { orderId: y, lines: [{ productId: p.id, quantity: 5 }] },
+        ],
+      });
+    const first = aloneFirst ? alone() : withNeighbour();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = aloneFirst ? withNeighbour() : alone();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await release();
+    const [a, b] = aloneFirst ? [(await first).outcomes, (await second).outcomes] : [(await second).outcomes, (await first).outcomes];
+    expect(reservationOf(a[0])).toEqual(reservationOf(b[0]));
+    expect(reservationOf(b[1]).lines[0]?.quantity).toBe(5);
+    expect(await h.stockOf(p.id)).toMatchObject({ onHand: 10, reserved: 8 });
     expect(await stockInconsistencies(h.server)).toEqual([]);
   });
 

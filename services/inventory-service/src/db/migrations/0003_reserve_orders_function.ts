@@ -26,12 +26,14 @@ import { sql, type Kysely } from "kysely";
  *
  * One row per line comes back, ordered by order then product:
  * - `reserved`: reserved now; the line with its price at reservation time.
- * - `existing`: the order already had a reservation; its lines as they are,
- *   for the caller to compare with the request.
+ * - `existing`: the order has a reservation, made before this call or, for
+ *   an order this call refused, by a twin call that committed while this one
+ *   waited for stock locks; its lines as they are, for the caller to compare
+ *   with the request.
  * - `unknown` / `short`: refused; the request's lines with `available` as
  *   the order's turn saw it (null for an unknown product).
- * - `taken`: the order was decided available, but a concurrent call
- *   reserved the same order id first; the caller reads that reservation.
+ * - `taken`: the order was decided available, but a twin call reserved the
+ *   same order id first; the caller reads that reservation.
  */
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
@@ -171,12 +173,12 @@ export async function up(db: Kysely<any>): Promise<void> {
         FROM o
         JOIN reservations r ON r.order_id = o.order_id
         JOIN reservation_lines rl ON rl.order_id = o.order_id
-        WHERE o.verdict = 'existing'
+        WHERE o.verdict IN ('existing', 'unknown', 'short')
         UNION ALL
         SELECT o.idx, CASE o.verdict WHEN 'reserve' THEN 'taken' ELSE o.verdict END, NULL, NULL, NULL, NULL,
                l.product_id, l.quantity, l.available, NULL, NULL
         FROM o JOIN l ON l.order_index = o.idx
-        WHERE o.verdict IN ('unknown', 'short')
+        WHERE (o.verdict IN ('unknown', 'short') AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.order_id = o.order_id))
            OR (o.verdict = 'reserve' AND o.order_id NOT IN (SELECT m.order_id FROM made m))
         ORDER BY 1, 7;
     END
