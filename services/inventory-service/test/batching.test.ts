@@ -157,6 +157,29 @@ describe("with small batch bounds", () => {
     expect(await stockInconsistencies(h.server)).toEqual([]);
   });
 
+  it("answers racing calls for the same order in one batch as an order and its repeat", async () => {
+    const [blocker, p] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
+    const release = await lockStockRow(h.server, blocker.id);
+    const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
+    await sleep(50);
+    // Queued behind the blocked batch, the two go in one batch together.
+    const orderId = randomUUID();
+    const twins = [2, 3].map((quantity) =>
+      h.client.reserveStock({ orderId, lines: [{ productId: p.id, quantity }] }).then(
+        (r) => r.reservation,
+        (e: unknown) => ConnectError.from(e),
+      ),
+    );
+    await sleep(50);
+    await release();
+    await first;
+    const [a, b] = await Promise.all(twins);
+    expect(a).toMatchObject({ orderId, lines: [{ productId: p.id, quantity: 2 }] });
+    expect((b as ConnectError).code).toBe(Code.AlreadyExists);
+    expect(await h.stockOf(p.id)).toMatchObject({ reserved: 2 });
+    expect(await stockInconsistencies(h.server)).toEqual([]);
+  });
+
   it("leaves out of its batch a caller who gave up while queued", async () => {
     const [blocker, other] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
     const release = await lockStockRow(h.server, blocker.id);

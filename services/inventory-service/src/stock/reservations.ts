@@ -53,7 +53,7 @@ interface DecidedLine {
  * order with its own outcome, in order. Idempotent on the order id: a repeat
  * with the same lines gets the reservation as it is. Orders are decided in
  * the order given, each against the stock the ones before it left, and one
- * order's refusal never touches another. The order ids must be distinct.
+ * order's refusal never touches another.
  *
  * This is the hot path of every order, so the whole batch is one call of
  * the reserve_orders() database function (migration 0003): one round trip
@@ -66,7 +66,31 @@ export async function reserveOrders(
   ttlSeconds: number,
   lockTimeoutMs: number,
 ): Promise<ReserveOutcome[]> {
-  if (inputs.length === 0) return [];
+  // reserve_orders() takes each order once. An order named again (a
+  // client's retry racing its first call into the same batch) is decided
+  // after the first, as the repeat it is, in a call of its own.
+  const rounds: number[][] = [];
+  const seen = new Map<string, number>();
+  inputs.forEach((input, i) => {
+    const round = seen.get(input.orderId) ?? 0;
+    seen.set(input.orderId, round + 1);
+    (rounds[round] ??= []).push(i);
+  });
+  const outcomes: ReserveOutcome[] = [];
+  for (const round of rounds) {
+    const decided = await reserveDistinct(db, round.map((i) => inputs[i]!), ttlSeconds, lockTimeoutMs);
+    round.forEach((i, k) => (outcomes[i] = decided[k]!));
+  }
+  return outcomes;
+}
+
+/** {@link reserveOrders} for orders named once each. */
+async function reserveDistinct(
+  db: Db,
+  inputs: readonly ReserveInput[],
+  ttlSeconds: number,
+  lockTimeoutMs: number,
+): Promise<ReserveOutcome[]> {
   const decided = await decide(db, inputs, ttlSeconds, lockTimeoutMs);
   // An order "taken" by a twin call counted against the running
   // availability although the twin's reservation was already in the stock
