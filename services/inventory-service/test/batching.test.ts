@@ -111,43 +111,55 @@ describe("with small batch bounds", () => {
   });
   afterAll(() => h.close());
 
+  /**
+   * Occupies the one batch in flight with a reservation waiting for a lock,
+   * so that calls made meanwhile queue; `unblock` lets it finish.
+   */
+  async function blockBatches(): Promise<{ unblock(): Promise<void> }> {
+    const blocker = await h.product({ initialStock: 10 });
+    const release = await lockStockRow(h.server, blocker.id);
+    const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
+    await sleep(50);
+    return {
+      async unblock() {
+        await release();
+        await first;
+      },
+    };
+  }
+
   it("refuses a burst past the queue bound at once with RESOURCE_EXHAUSTED", async () => {
     const product = await h.product({ initialStock: 10 });
-    const release = await lockStockRow(h.server, product.id);
+    // Two calls may queue behind the blocked batch; the other seven are refused.
+    const blocked = await blockBatches();
     const settled: PromiseSettledResult<unknown>[] = [];
-    const reserve = () => h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: product.id, quantity: 1 }] });
-    // The first call's batch waits for the lock; two more may queue behind it.
-    const first = reserve();
-    await sleep(100);
-    const calls = Array.from({ length: 9 }, () => reserve().then(
-      (value) => void settled.push({ status: "fulfilled", value }),
-      (reason: unknown) => void settled.push({ status: "rejected", reason }),
-    ));
     const started = Date.now();
+    const calls = Array.from({ length: 9 }, () =>
+      h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: product.id, quantity: 1 }] }).then(
+        (value) => void settled.push({ status: "fulfilled", value }),
+        (reason: unknown) => void settled.push({ status: "rejected", reason }),
+      ),
+    );
     await vi.waitFor(() => expect(settled).toHaveLength(7), { timeout: 2000, interval: 10 });
     expect(Date.now() - started).toBeLessThan(1000);
     expect(outcomes(settled)).toEqual({ ResourceExhausted: 7 });
-    await release();
-    await first;
+    await blocked.unblock();
     await Promise.all(calls);
     expect(outcomes(settled)).toEqual({ ResourceExhausted: 7, ok: 2 });
   });
 
   it("answers a caller whose deadline passes without aborting the batch of the others", async () => {
-    const [blocker, contested] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
-    const releaseBlocker = await lockStockRow(h.server, blocker.id);
+    const contested = await h.product({ initialStock: 10 });
     const releaseContested = await lockStockRow(h.server, contested.id);
     const lines = [{ productId: contested.id, quantity: 1 }];
-    // The one batch in flight waits for the blocker; the next two calls queue and then share a batch.
-    const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
-    await sleep(50);
+    // The next two calls queue and then share a batch.
+    const blocked = await blockBatches();
     const hasty = randomUUID();
     const patient = randomUUID();
     const hastyCall = h.client.reserveStock({ orderId: hasty, lines }, { timeoutMs: 300 }).catch((e: unknown) => ConnectError.from(e));
     const patientCall = h.client.reserveStock({ orderId: patient, lines }, { timeoutMs: 10_000 });
     await sleep(50);
-    await releaseBlocker();
-    await first;
+    await blocked.unblock();
     // Their batch now waits for the contested row, past the hasty caller's deadline.
     const hastyError = await hastyCall;
     expect(hastyError).toBeInstanceOf(ConnectError);
@@ -158,10 +170,8 @@ describe("with small batch bounds", () => {
   });
 
   it("answers racing calls for the same order in one batch as an order and its repeat", async () => {
-    const [blocker, p] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
-    const release = await lockStockRow(h.server, blocker.id);
-    const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
-    await sleep(50);
+    const p = await h.product({ initialStock: 10 });
+    const blocked = await blockBatches();
     // Queued behind the blocked batch, the two go in one batch together.
     const orderId = randomUUID();
     const twins = [2, 3].map((quantity) =>
@@ -171,8 +181,7 @@ describe("with small batch bounds", () => {
       ),
     );
     await sleep(50);
-    await release();
-    await first;
+    await blocked.unblock();
     const [a, b] = await Promise.all(twins);
     expect(a).toMatchObject({ orderId, lines: [{ productId: p.id, quantity: 2 }] });
     expect((b as ConnectError).code).toBe(Code.AlreadyExists);
@@ -181,17 +190,14 @@ describe("with small batch bounds", () => {
   });
 
   it("leaves out of its batch a caller who gave up while queued", async () => {
-    const [blocker, other] = await Promise.all([h.product({ initialStock: 10 }), h.product({ initialStock: 10 })]);
-    const release = await lockStockRow(h.server, blocker.id);
-    const first = h.client.reserveStock({ orderId: randomUUID(), lines: [{ productId: blocker.id, quantity: 1 }] });
-    await sleep(50);
+    const other = await h.product({ initialStock: 10 });
+    const blocked = await blockBatches();
     const gone = randomUUID();
     const err = await h.client
       .reserveStock({ orderId: gone, lines: [{ productId: other.id, quantity: 1 }] }, { timeoutMs: 100 })
       .catch((e: unknown) => ConnectError.from(e));
     expect((err as ConnectError).code).toBe(Code.DeadlineExceeded);
-    await release();
-    await first;
+    await blocked.unblock();
     expect(await h.server.db.selectFrom("reservations").select("order_id").where("order_id", "=", gone).executeTakeFirst()).toBeUndefined();
   });
 });
