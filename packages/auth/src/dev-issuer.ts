@@ -60,19 +60,20 @@ async function newKey(): Promise<JWK> {
   return { ...jwk, kid: await calculateJwkThumbprint(jwk), alg: ALG, use: "sig" };
 }
 
-async function writeTemp(file: string, content: unknown): Promise<string> {
+/** Private keys are for this user only (the default mode); the public set is for anyone. */
+async function writeTemp(file: string, content: unknown, mode = 0o600): Promise<string> {
   const temp = `${file}.${randomUUID()}.tmp`;
-  await writeFile(temp, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600 });
+  await writeFile(temp, `${JSON.stringify(content, null, 2)}\n`, { mode });
   return temp;
 }
 
 /** Replaces a file whole, so a reader sees the old content or the new, never part. */
-async function replaceFile(file: string, content: unknown): Promise<void> {
-  await rename(await writeTemp(file, content), file);
+async function replaceFile(file: string, content: unknown, mode?: number): Promise<void> {
+  await rename(await writeTemp(file, content, mode), file);
 }
 
 async function writePublic(dir: string, keys: JWK[]): Promise<void> {
-  await replaceFile(jwksFilePath(dir), publicSet(keys));
+  await replaceFile(jwksFilePath(dir), publicSet(keys), 0o644);
 }
 
 function publicSet(keys: JWK[]): JSONWebKeySet {
