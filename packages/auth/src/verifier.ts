@@ -97,7 +97,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 /** The token from a header value or a bare token; an absent token and another scheme are both "no bearer token". */
 function bearerToken(value: string | undefined): string {
   const trimmed = value?.trim() ?? "";
-  if (trimmed === "") throw new AuthError("missing_token", "a bearer token is required");
+  if (trimmed === "" || trimmed.toLowerCase() === "bearer") throw new AuthError("missing_token", "a bearer token is required");
   const space = trimmed.indexOf(" ");
   if (space === -1) return trimmed;
   if (trimmed.slice(0, space).toLowerCase() !== "bearer") {
