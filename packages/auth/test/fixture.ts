@@ -1,4 +1,5 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
@@ -50,4 +51,13 @@ export async function signWithCurrentKey(dir: string, claims: JWTPayload): Promi
   const { keys } = JSON.parse(await readFile(path.join(dir, "signing-keys.json"), "utf8")) as { keys: JWK[] };
   const key = keys[0]!;
   return new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: key.kid! }).sign(await importJWK(key, "ES256"));
+}
+
+/** A loopback port nothing listens on: connecting to it is refused. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

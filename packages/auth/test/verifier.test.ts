@@ -7,7 +7,7 @@ import { mintToken, jwksFilePath } from "../src/dev-issuer.ts";
 import { AuthError, KeySetUnavailableError, wwwAuthenticate } from "../src/errors.ts";
 import { ORDERS_FULFIL, ORDERS_READ_ALL, requireScopes } from "../src/scopes.ts";
 import { createTokenVerifier } from "../src/verifier.ts";
-import { runningIssuer, signWithCurrentKey } from "./fixture.ts";
+import { closedPort, runningIssuer, signWithCurrentKey } from "./fixture.ts";
 
 const running = runningIssuer();
 const HOUR_MS = 3_600_000;
@@ -143,8 +143,10 @@ describe("token verification", () => {
   });
 
   it("says when the keys cannot be fetched, apart from refusals", async () => {
-    const verifier = createTokenVerifier({ issuer: running.issuer.issuer, audience: ORDERS_API, jwksUrl: "http://127.0.0.1:1/.well-known/jwks.json" });
-    await expect(verifier.verify(await customerToken())).rejects.toBeInstanceOf(KeySetUnavailableError);
+    const verifier = createTokenVerifier({ issuer: running.issuer.issuer, audience: ORDERS_API, jwksUrl: `http://127.0.0.1:${await closedPort()}/.well-known/jwks.json` });
+    const error = await verifier.verify(await customerToken()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KeySetUnavailableError);
+    expect((error as Error).message).toContain("ECONNREFUSED");
   });
 });
 
