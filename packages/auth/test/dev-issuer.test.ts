@@ -52,7 +52,7 @@ describe("development issuer", () => {
     expect(body.scope).toBe(INVENTORY_RESERVE);
   });
 
-  it.each([
+  it.each<{ name: string; form: Record<string, string>; auth: string | undefined; status: number; error: string }>([
     { name: "an unknown client", form: { grant_type: "client_credentials" }, auth: basic("nobody", "x"), status: 401, error: "invalid_client" },
     { name: "a wrong secret", form: { grant_type: "client_credentials" }, auth: basic("order-service", "wrong"), status: 401, error: "invalid_client" },
     { name: "no client authentication", form: { grant_type: "client_credentials" }, auth: undefined, status: 401, error: "invalid_client" },
