@@ -37,7 +37,10 @@ async function signingKeys(dir: string): Promise<JWK[]> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Default modes: the folder may be made inside .data/, which other
+  // processes (PostgreSQL as its own user) must traverse; the key file
+  // itself is private.
+  await mkdir(dir, { recursive: true });
   const keys = [await newKey()];
   const temp = await writeTemp(file, { keys });
   try {
