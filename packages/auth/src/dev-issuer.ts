@@ -238,7 +238,8 @@ type Grant =
 async function grant(form: URLSearchParams, authorization: string | undefined, clients: readonly DevClient[]): Promise<Grant> {
   const refuse = (status: number, error: string, description: string) => ({ status, error, description });
   const basic = basicCredentials(authorization);
-  const posted = form.has("client_id") ? { id: form.get("client_id")!, secret: form.get("client_secret") ?? "" } : undefined;
+  // A client_id alone in the form is not a second method: some clients send it along with Basic.
+  const posted = form.has("client_secret") ? { id: form.get("client_id") ?? "", secret: form.get("client_secret")! } : undefined;
   if (basic && posted) return refuse(400, "invalid_request", "use one client authentication method, not two");
   const credentials = basic ?? posted;
   const client = clients.find((c) => c.clientId === credentials?.id);

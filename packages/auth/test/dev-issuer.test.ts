@@ -50,12 +50,15 @@ describe("development issuer", () => {
     const { status, body } = await tokenRequest({ grant_type: "client_credentials", client_id: ORDER_SERVICE_CLIENT.clientId, client_secret: ORDER_SERVICE_CLIENT.clientSecret });
     expect(status).toBe(200);
     expect(body.scope).toBe(INVENTORY_RESERVE);
+    const alongsideBasic = await tokenRequest({ grant_type: "client_credentials", client_id: ORDER_SERVICE_CLIENT.clientId }, orderService);
+    expect(alongsideBasic.status).toBe(200);
   });
 
   it.each<{ name: string; form: Record<string, string>; auth: string | undefined; status: number; error: string }>([
     { name: "an unknown client", form: { grant_type: "client_credentials" }, auth: basic("nobody", "x"), status: 401, error: "invalid_client" },
     { name: "a wrong secret", form: { grant_type: "client_credentials" }, auth: basic("order-service", "wrong"), status: 401, error: "invalid_client" },
     { name: "no client authentication", form: { grant_type: "client_credentials" }, auth: undefined, status: 401, error: "invalid_client" },
+    { name: "two authentication methods at once", form: { grant_type: "client_credentials", client_id: "order-service", client_secret: "order-service-secret" }, auth: orderService, status: 400, error: "invalid_request" },
     { name: "another grant type", form: { grant_type: "password", username: "a", password: "b" }, auth: orderService, status: 400, error: "unsupported_grant_type" },
     { name: "a scope the client may not have", form: { grant_type: "client_credentials", scope: INVENTORY_ADMIN }, auth: orderService, status: 400, error: "invalid_scope" },
     { name: "an audience the client may not have", form: { grant_type: "client_credentials", audience: "orders-api" }, auth: orderService, status: 400, error: "invalid_target" },
