@@ -3,7 +3,7 @@
 # not installed; the workspace pins its own Node.js 24.
 PNPM ?= $(shell command -v pnpm >/dev/null 2>&1 && echo pnpm || echo npx --yes pnpm@12)
 
-.PHONY: install dev test build generate lint typecheck seed-inventory check-consistency bench clean
+.PHONY: install dev test build generate lint typecheck seed-inventory check-consistency token bench clean
 
 node_modules/.modules.yaml: package.json pnpm-lock.yaml pnpm-workspace.yaml gen/package.json tools/package.json packages/*/package.json services/*/package.json
 	CI=true $(PNPM) install --frozen-lockfile </dev/null
@@ -40,6 +40,14 @@ seed-inventory: install
 ## ORDERS_DATABASE_URL / INVENTORY_DATABASE_URL, or the development databases.
 check-consistency: install
 	$(PNPM) exec node tools/check-consistency.ts
+
+## Print an access token signed by the development issuer's key (.data/issuer/), e.g.
+##   make token SUB=alice                                   a customer, for orders-api
+##   make token SUB=bob SCOPES="orders:read_all orders:fulfil"
+##   make token SUB=ops AUD=inventory-api SCOPES=inventory:admin TTL=600
+SUB ?= alice
+token: install
+	@$(PNPM) exec node tools/token.ts --sub "$(SUB)" --scopes "$(SCOPES)" $(if $(AUD),--aud "$(AUD)") $(if $(TTL),--ttl "$(TTL)")
 
 clean:
 	rm -rf .data node_modules */node_modules */*/node_modules

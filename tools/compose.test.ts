@@ -44,6 +44,13 @@ describe("compose.yaml", () => {
     expect(service.environment.SERVER_PORT).toBe(port);
   });
 
+  test("makes order-service reachable from the other containers, as it listens on loopback unless told", () => {
+    const service = compose.services["order-service"];
+    const dockerfile = readFileSync(path.join(repoRoot, service.build.context, service.build.dockerfile), "utf8");
+    expect(service.environment.SERVER_HOST).toBe("0.0.0.0");
+    expect(dockerfile).toMatch(/^ENV SERVER_HOST=0\.0\.0\.0$/m);
+  });
+
   test("starts each service after its own database is healthy, with a database of its own", () => {
     const inventory = compose.services["inventory-service"];
     const orders = compose.services["order-service"];

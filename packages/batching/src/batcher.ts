@@ -39,6 +39,8 @@ export interface BatcherOptions<I, O> {
   maxInFlight?: number;
   /** Most items waiting for a batch; more are refused with QueueFullError. */
   maxQueued: number;
+  /** Told the size of every batch as it starts, for metrics. */
+  onBatch?: (size: number) => void;
 }
 
 /** How a batcher's batches have been: their count, items, and sizes by power of two. */
@@ -122,6 +124,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
     stats.largest = Math.max(stats.largest, size);
     const bucket = sizeBucket(size);
     stats.sizes[bucket] = (stats.sizes[bucket] ?? 0) + 1;
+    options.onBatch?.(size);
   }
 
   return {

@@ -30,13 +30,15 @@ describe("natural batching", () => {
 
   it("takes everything that queued while the worker was busy as the next batch, in arrival order", async () => {
     const step = gatedStep();
-    const batcher = createBatcher({ name: "t", run: step.run, maxBatchSize: 10, maxQueued: 10 });
+    const sizes: number[] = [];
+    const batcher = createBatcher({ name: "t", run: step.run, maxBatchSize: 10, maxQueued: 10, onBatch: (n) => sizes.push(n) });
     const results = [1, 2, 3, 4].map((n) => batcher.submit(n));
     expect(step.batches).toEqual([[1]]);
     await step.releaseNext();
     expect(step.batches).toEqual([[1], [2, 3, 4]]);
     await step.releaseNext();
     await expect(Promise.all(results)).resolves.toEqual([10, 20, 30, 40]);
+    expect(sizes).toEqual([1, 3]);
     expect(batcher.stats()).toMatchObject({ batches: 2, items: 4, largest: 3, sizes: { "1": 1, "3-4": 1 } });
   });
 

@@ -1,3 +1,4 @@
+import { DEFAULT_BATCH_BOUNDS, type BatchBounds } from "./stock/coalescing.ts";
 import * as contents from "./stock/limits.ts";
 
 /**
@@ -87,6 +88,12 @@ export interface Config {
   readonly healthCheckIntervalMs: number;
   /** Every bound on sizes, counts, connections and time. */
   readonly limits: Limits;
+
+  // Batching and metrics.
+  /** Bounds of the batches ReserveStock, ReleaseStock and CommitStock calls are served in. */
+  readonly batching: BatchBounds;
+  /** Plain HTTP port serving GET /metrics (Prometheus) on serverHost; 0: none. */
+  readonly metricsPort: number;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -159,6 +166,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     healthCheckIntervalMs: integer("HEALTH_CHECK_INTERVAL_MS", 2000, 50, 600_000),
     limits: loadLimits(integer),
+
+    // Batching and metrics.
+    batching: Object.freeze({
+      maxBatchSize: integer("BATCH_MAX_SIZE", DEFAULT_BATCH_BOUNDS.maxBatchSize, 1, contents.MAX_RESERVE_BATCH),
+      maxInFlight: integer("BATCH_MAX_IN_FLIGHT", DEFAULT_BATCH_BOUNDS.maxInFlight, 1, 64),
+      maxQueued: integer("BATCH_MAX_QUEUED", DEFAULT_BATCH_BOUNDS.maxQueued, 0, 1_000_000),
+    }),
+    metricsPort: integer("METRICS_PORT", 9464, 0, 65535),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

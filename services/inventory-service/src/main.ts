@@ -18,12 +18,15 @@ const server = await startInventoryServer({
   dbPoolSize: config.dbPoolSize,
   healthCheckIntervalMs: config.healthCheckIntervalMs,
   limits: config.limits,
+  batching: config.batching,
+  metricsPort: config.metricsPort,
 }).catch(async (err: unknown) => {
   logger.fatal({ err }, "could not start");
   await database.stop();
   process.exit(1);
 });
 logger.info({ url: server.url, port: server.port, protocols: ["grpc", "grpc-web", "connect"] }, `inventory-service listening on ${server.url}`);
+if (server.metricsUrl) logger.info({ url: server.metricsUrl }, `metrics on ${server.metricsUrl}`);
 
 let stopping = false;
 /** Health turns NOT_SERVING first, then calls in flight drain (see InventoryServer.close). */

@@ -130,6 +130,7 @@ beforeAll(async () => {
   await ensureDatabase(databaseUrl);
   service = await startService("inventory-service", {
     DATABASE_URL: databaseUrl,
+    METRICS_PORT: "0",
     NODE_OPTIONS: SERVICE_NODE_OPTIONS,
     HEALTH_CHECK_INTERVAL_MS: "100",
     DB_POOL_SIZE: "8",

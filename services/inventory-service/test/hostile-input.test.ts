@@ -48,6 +48,7 @@ let health: Client<typeof Health>;
 beforeAll(async () => {
   service = await startService("inventory-service", {
     DATABASE_URL: await createTestDatabase("hostile"),
+    METRICS_PORT: "0",
     NODE_OPTIONS: SERVICE_NODE_OPTIONS,
     MAX_CONNECTIONS: String(MAX_CONNECTIONS),
     IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),

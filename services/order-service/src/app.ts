@@ -1,17 +1,14 @@
 import { randomUUID } from "node:crypto";
-import cors from "@fastify/cors";
-import helmet from "@fastify/helmet";
-import rateLimit from "@fastify/rate-limit";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { LogController, type FastifyInstance } from "fastify";
-import fp from "fastify-plugin";
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from "fastify";
 import { Compile } from "typebox/compile";
 import type { Config } from "./config.ts";
-import { rateLimited } from "./errors.ts";
+import { unsupportedEncoding } from "./errors.ts";
 import { dbPlugin } from "./plugins/db.ts";
 import { inventoryPlugin } from "./plugins/inventory.ts";
 import { openApiPlugin } from "./plugins/openapi.ts";
-import { problemsPlugin, sendError } from "./plugins/problems.ts";
+import { clientErrorHandler, problemsPlugin, sendError } from "./plugins/problems.ts";
+import { protectionPlugin } from "./plugins/protection.ts";
 import { requestContextPlugin } from "./request-context.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { orderRoutes } from "./routes/orders.ts";
@@ -33,6 +30,7 @@ const PROBES = new Set(["/healthz", "/readyz"]);
  * with their own database and inventory.
  */
 export async function buildApp({ config, databaseUrl }: AppDeps): Promise<FastifyInstance> {
+  const { limits } = config;
   const app = Fastify({
     logger: { level: config.logLevel },
     // Request lines at info level, unless turned off; probes never log one.
@@ -41,7 +39,25 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
       requestIdLogLabel: "requestId",
       disableRequestLogging: (request) => !config.logRequests || PROBES.has(request.url),
     }),
-    bodyLimit: config.bodyLimitBytes,
+    // Every phase of a connection has a bound (see README, "Limits"): the
+    // head's size and arrival, the body's size and arrival, idleness
+    // between requests. Node checks the arrival deadlines on a sweep, by
+    // default every 30 s; a sweep four times per head deadline keeps 408s on time.
+    bodyLimit: limits.bodyBytes,
+    http: {
+      maxHeaderSize: limits.headerBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4)),
+    },
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Parser errors and timeouts are problems too, with the security headers.
+    clientErrorHandler,
+    // While shutting down, requests still arriving on open connections are
+    // served within the grace period (with Connection: close) rather than
+    // refused with a body outside the contract.
+    return503OnClosing: false,
     trustProxy: config.trustProxy,
     // Honour a caller's X-Request-Id when it is sane, so one id follows a
     // request across services; otherwise make one.
@@ -54,24 +70,47 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
     frameworkErrors: (error, request, reply) => sendError(error, request, reply),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.server.maxConnections = limits.maxConnections;
+
   app.setValidatorCompiler(validatorCompiler);
   acceptJsonBodiesOnly(app);
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    if (closing) reply.header("connection", "close");
   });
+  // Before the body is read, after every onRequest hook (the security headers).
+  app.addHook("preParsing", async (request) => refuseEncodedBodies(request));
   for (const schema of COMPONENT_SCHEMAS) app.addSchema(schema);
 
   await app.register(problemsPlugin);
   await app.register(protectionPlugin, config);
   await app.register(requestContextPlugin);
   await app.register(dbPlugin, { url: databaseUrl, poolSize: config.dbPoolSize });
-  await app.register(inventoryPlugin, { url: config.inventoryUrl, timeoutMs: config.inventoryTimeoutMs });
+  await app.register(inventoryPlugin, {
+    url: config.inventoryUrl,
+    timeoutMs: config.inventoryTimeoutMs,
+    readMaxBytes: limits.inventoryReadMaxBytes,
+  });
   await app.register(openApiPlugin);
 
   await app.register(healthRoutes);
   await app.register(orderRoutes, { prefix: "/api/v1" });
   await app.register(productRoutes, { prefix: "/api/v1" });
   return app;
+}
+
+/**
+ * The API does not decompress bodies: an encoded body is 415 before it is
+ * read, rather than a JSON error about its compressed bytes. Bounding the
+ * body then bounds what is parsed, with no decompression bomb possible.
+ */
+function refuseEncodedBodies(request: FastifyRequest): void {
+  const encoding = request.headers["content-encoding"]?.trim().toLowerCase();
+  if (encoding && encoding !== "identity") throw unsupportedEncoding(encoding);
 }
 
 /**
@@ -88,49 +127,3 @@ function acceptJsonBodiesOnly(app: FastifyInstance): void {
     else parseJson(request, text, done);
   });
 }
-
-/**
- * Security headers on every response, CORS for the configured origins only,
- * and a request budget per client. Registered before the routes: the rate
- * limiter attaches itself to each route as it is added.
- */
-const protectionPlugin = fp<Config>(
-  async (app, config) => {
-    await app.register(helmet, {
-      contentSecurityPolicy: {
-        directives: {
-          // Swagger UI at /docs is served over plain HTTP in development;
-          // upgrading its requests to HTTPS would break it there.
-          upgradeInsecureRequests: null,
-        },
-      },
-    });
-
-    if (config.corsOrigins.length > 0) {
-      await app.register(cors, {
-        origin: config.corsOrigins.includes("*") ? "*" : [...config.corsOrigins],
-        methods: ["GET", "POST"],
-        allowedHeaders: ["content-type", "idempotency-key", "x-request-id"],
-        exposedHeaders: [
-          "location",
-          "retry-after",
-          "x-request-id",
-          "idempotent-replayed",
-          "x-ratelimit-limit",
-          "x-ratelimit-remaining",
-          "x-ratelimit-reset",
-        ],
-        maxAge: 600,
-      });
-    }
-
-    if (config.rateLimitMax > 0) {
-      await app.register(rateLimit, {
-        max: config.rateLimitMax,
-        timeWindow: config.rateLimitWindowMs,
-        errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
-      });
-    }
-  },
-  { name: "protection", dependencies: ["problems"] },
-);

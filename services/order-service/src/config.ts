@@ -10,6 +10,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Config {
   /** Port of the REST API. */
   readonly port: number;
+  /** Interface to listen on: loopback unless SERVER_HOST opens it up. */
   readonly host: string;
   /** Orders database; undefined in development means "use the embedded PostgreSQL". */
   readonly databaseUrl: string | undefined;
@@ -27,7 +28,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** One info line per request (Fastify's request logging). */
   readonly logRequests: boolean;
-  readonly bodyLimitBytes: number;
+  /** Every bound of the service's edges (see README, "Limits"). */
+  readonly limits: Limits;
   // REST conventions and protective defaults (see README, "REST conventions").
   /** Origins allowed to call the API from a browser; empty turns CORS off. */
   readonly corsOrigins: readonly string[];
@@ -36,6 +38,53 @@ export interface Config {
   readonly rateLimitWindowMs: number;
   /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
   readonly trustProxy: boolean;
+}
+
+/**
+ * Bounds that are part of the API contract: the request schemas carry them,
+ * so they appear in the OpenAPI document and a client can rely on them.
+ * Changing one changes the contract, so they are not read from the
+ * environment.
+ */
+export const INPUT_LIMITS = Object.freeze({
+  /** Lines of one order. */
+  itemsPerOrder: 100,
+  /** Units of one line. */
+  quantityPerLine: 1000,
+  /** Characters of `user_id`, in a body or a query filter. */
+  userIdChars: 128,
+  /** Characters of an Idempotency-Key. */
+  idempotencyKeyChars: 255,
+  /** Characters of a pagination cursor (ours are under 100). */
+  cursorChars: 512,
+  /** Characters of a caller's X-Request-Id; a longer one is replaced. */
+  requestIdChars: 128,
+  /** Characters of an RFC 3339 date-time filter. */
+  dateTimeChars: 64,
+  /** Characters of request input an error message quotes. */
+  quotedChars: 64,
+  /** Field errors listed in one problem document; the detail counts the rest. */
+  fieldErrors: 20,
+});
+
+/** The bounds of the service's edges: one section, read and checked with the rest of the configuration. */
+export interface Limits extends Readonly<typeof INPUT_LIMITS> {
+  /** Largest request body (BODY_LIMIT_BYTES); larger is 413. Bodies are never decompressed, so this bounds the decoded size too. */
+  readonly bodyBytes: number;
+  /** Largest request head, request line and headers (Node's maxHeaderSize); larger is 431. */
+  readonly headerBytes: number;
+  /** Open client connections; the server refuses more at accept. */
+  readonly maxConnections: number;
+  /** Time a client has to send the request head; then 408. */
+  readonly headersTimeoutMs: number;
+  /** Time a client has to send the whole request, body included; then 408. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** On SIGTERM, requests in flight get this long; then every connection is closed and the process exits. */
+  readonly shutdownGraceMs: number;
+  /** Largest message read from inventory (the gRPC client's readMaxBytes). */
+  readonly inventoryReadMaxBytes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -88,7 +137,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const core = {
     port: integer("SERVER_PORT", 8080, 0, 65535),
-    host: env.SERVER_HOST?.trim() || "0.0.0.0",
+    // Loopback unless asked: a container or a host that should be reachable
+    // from outside says so (compose.yaml and the Dockerfile set 0.0.0.0).
+    host: env.SERVER_HOST?.trim() || "127.0.0.1",
     databaseUrl,
     dbPoolSize: integer("DB_POOL_SIZE", 20, 1, 1000),
     inventoryUrl: url("INVENTORY_SERVICE_URL", "http://127.0.0.1:9090", ["http:", "https:"]) ?? "",
@@ -98,8 +149,25 @@ export function loadConfig(env: Env = process.env): Config {
     pendingGiveUpMs: integer("PENDING_GIVE_UP_MS", 60_000, 1, 86_400_000),
     logLevel,
     logRequests: boolean("LOG_REQUESTS", true),
-    bodyLimitBytes: integer("BODY_LIMIT_BYTES", 64 * 1024, 1024, 100 * 1024 * 1024),
   };
+
+  const limits: Limits = Object.freeze({
+    ...INPUT_LIMITS,
+    bodyBytes: integer("BODY_LIMIT_BYTES", 64 * 1024, 1024, 100 * 1024 * 1024),
+    headerBytes: integer("MAX_HEADER_BYTES", 16 * 1024, 1024, 1024 * 1024),
+    maxConnections: integer("MAX_CONNECTIONS", 512, 1, 1_000_000),
+    headersTimeoutMs: integer("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
+    requestTimeoutMs: integer("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
+    keepAliveTimeoutMs: integer("KEEP_ALIVE_TIMEOUT_MS", 72_000, 100, 600_000),
+    shutdownGraceMs: integer("SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    inventoryReadMaxBytes: integer("INVENTORY_READ_MAX_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+  });
+  // The head is part of the request: its deadline cannot be the later one.
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    problems.push(
+      `HEADERS_TIMEOUT_MS (${limits.headersTimeoutMs}) must not be greater than REQUEST_TIMEOUT_MS (${limits.requestTimeoutMs})`,
+    );
+  }
 
   const corsOrigins = (env.CORS_ORIGINS ?? "")
     .split(",")
@@ -113,6 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   const config: Config = {
     ...core,
+    limits,
     corsOrigins,
     rateLimitMax: integer("RATE_LIMIT_MAX", 1000, 0, 1_000_000_000),
     rateLimitWindowMs: integer("RATE_LIMIT_WINDOW_MS", 60_000, 1, 86_400_000),

@@ -1,3 +1,4 @@
+import { INPUT_LIMITS } from "./config.ts";
 import type { OrderStatus } from "./orders/status.ts";
 
 /**
@@ -12,6 +13,9 @@ export type ErrorCode =
   | "body_too_large"
   | "bad_request"
   | "route_not_found"
+  | "method_not_allowed"
+  | "request_timeout"
+  | "headers_too_large"
   | "invalid_cursor"
   | "order_not_found"
   | "product_not_found"
@@ -65,6 +69,15 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * Request input as an error message may quote it: at most
+ * INPUT_LIMITS.quotedChars characters, the cut marked with an ellipsis, so
+ * an answer never grows with what a client sent.
+ */
+export function quote(input: string, maxChars: number = INPUT_LIMITS.quotedChars): string {
+  return input.length <= maxChars ? input : `${input.slice(0, maxChars)}…`;
+}
+
 export const orderNotFound = (orderId: string) =>
   new AppError("order_not_found", `Order ${orderId} does not exist.`, { order_id: orderId });
 
@@ -78,6 +91,39 @@ export const invalidDateRange = () =>
   new AppError("validation_failed", "created_after must not be later than created_before.", {
     errors: [{ field: "/querystring/created_after", message: "must not be later than created_before" }],
   });
+
+export const routeNotFound = (method: string, path: string) =>
+  new AppError("route_not_found", `There is no route ${quote(method)} ${quote(path)}. The API is described at /openapi.json.`);
+
+export const methodNotAllowed = (method: string, path: string, allowed: readonly string[]) =>
+  new AppError(
+    "method_not_allowed",
+    `${quote(path)} does not take ${quote(method)}; it takes ${allowed.join(", ")} (see the Allow header).`,
+  );
+
+export const unsupportedMediaType = (contentType: string | undefined) =>
+  new AppError("unsupported_media_type", `Send the body as application/json${contentType ? `, not ${quote(contentType)}` : ""}.`);
+
+export const unsupportedEncoding = (encoding: string) =>
+  new AppError(
+    "unsupported_media_type",
+    `Bodies are not decompressed: send the JSON without Content-Encoding (got ${quote(encoding)}).`,
+  );
+
+export const requestTimeout = () =>
+  new AppError("request_timeout", "The request did not arrive in time; the connection is closed.");
+
+export const headersTooLarge = () =>
+  new AppError(
+    "headers_too_large",
+    "The request line and headers are larger than this server accepts; the connection is closed.",
+  );
+
+export const malformedRequest = () =>
+  new AppError(
+    "bad_request",
+    "The request is not valid HTTP/1.1 (its method, Content-Length or Transfer-Encoding, or its framing); the connection is closed.",
+  );
 
 export const rateLimited = (retryAfterSeconds: number) =>
   new AppError(

@@ -2,7 +2,7 @@ import type { FastifySchemaCompiler, FastifySchemaValidationError } from "fastif
 import type { TSchema } from "typebox";
 import { Compile } from "typebox/compile";
 import { Value } from "typebox/value";
-import type { FieldError } from "./errors.ts";
+import { quote, type FieldError } from "./errors.ts";
 
 /**
  * Validates requests with TypeBox's compiled checker. Bodies are JSON and
@@ -15,15 +15,13 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   return (input: unknown) => {
     const value = httpPart === "body" ? input : Value.Default(schema, Value.Convert(schema, input));
     if (checker.Check(value)) return { value };
-    // additionalProperties: false reports each unknown field twice; the
-    // "additionalProperties" entry names it, the "boolean" one adds nothing.
-    const errors = checker.Errors(value).filter((e) => e.keyword !== "boolean");
-    return { error: errors as unknown as FastifySchemaValidationError[] };
+    return { error: checker.Errors(value) as unknown as FastifySchemaValidationError[] };
   };
 };
 
 interface CheckerError {
   keyword: string;
+  schemaPath?: string;
   instancePath: string;
   params: Record<string, unknown>;
   message?: string;
@@ -32,7 +30,8 @@ interface CheckerError {
 /**
  * Turns validation errors of one request part into field errors people can
  * act on: the JSON pointer of the field (`/body/items/0/quantity`) and what
- * is wrong with it.
+ * is wrong with it. A pointer names what the client sent (an unknown
+ * field's name), so it is quoted within bounds.
  */
 export function toFieldErrors(part: string, errors: readonly CheckerError[]): FieldError[] {
   const seen = new Set<string>();
@@ -41,7 +40,7 @@ export function toFieldErrors(part: string, errors: readonly CheckerError[]): Fi
     const key = `${field}\u0000${message}`;
     if (seen.has(key)) return;
     seen.add(key);
-    result.push({ field, message });
+    result.push({ field: quote(field), message: quote(message, 200) });
   };
   for (const e of errors) {
     const at = `/${part}${e.instancePath}`;
@@ -50,6 +49,11 @@ export function toFieldErrors(part: string, errors: readonly CheckerError[]): Fi
       for (const name of names("requiredProperties")) add(`${at}/${name}`, "is required");
     } else if (e.keyword === "additionalProperties") {
       for (const name of names("additionalProperties")) add(`${at}/${name}`, "is not an accepted field");
+    } else if (e.keyword === "boolean" && e.schemaPath?.endsWith("/additionalProperties")) {
+      // additionalProperties: false reports an unknown field twice, as
+      // above and as this; TypeBox stops after a few errors, so this may
+      // be the only report of it.
+      add(at, "is not an accepted field");
     } else if (e.keyword === "enum") {
       add(at, `must be one of ${names("allowedValues").join(", ")}`);
     } else {

@@ -63,7 +63,7 @@ const cases: Case[] = [
   { name: "a NUL character in the user_id filter", method: "GET", path: "/orders?user_id=a%00b", status: 400, code: "validation_failed", field: "/querystring/user_id" },
   { name: "a date before year 1 in created_after", method: "GET", path: "/orders?created_after=0000-01-01T00:00:00Z", status: 400, code: "bad_request" },
   { name: "an unknown route", method: "GET", path: "/nowhere", status: 404, code: "route_not_found" },
-  { name: "an unknown method on a known path", method: "DELETE", path: `/orders/${uuid}`, status: 404, code: "route_not_found" },
+  { name: "a method a known path does not take", method: "DELETE", path: `/orders/${uuid}`, status: 405, code: "method_not_allowed" },
 ];
 
 describe("bad input gets a clear 4xx problem, never a 500", () => {

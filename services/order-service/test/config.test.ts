@@ -5,7 +5,7 @@ test("has working defaults for development", () => {
   const config = loadConfig({});
   expect(config).toMatchObject({
     port: 8080,
-    host: "0.0.0.0",
+    host: "127.0.0.1",
     databaseUrl: undefined,
     inventoryUrl: "http://127.0.0.1:9090",
     inventoryTimeoutMs: 2000,
@@ -43,4 +43,31 @@ test("configures the reconciler, and refuses to give up on pending orders before
   expect(() => loadConfig({ PENDING_GRACE_MS: "10000", PENDING_GIVE_UP_MS: "5000" })).toThrow(
     "PENDING_GIVE_UP_MS (5000) must be greater than PENDING_GRACE_MS (10000)",
   );
+});
+
+test("has one limits section, with defaults and the contract's bounds", () => {
+  const { limits } = loadConfig({});
+  expect(limits).toMatchObject({
+    bodyBytes: 65_536,
+    headerBytes: 16_384,
+    maxConnections: 512,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 72_000,
+    shutdownGraceMs: 10_000,
+    inventoryReadMaxBytes: 4 * 1024 * 1024,
+    itemsPerOrder: 100,
+    userIdChars: 128,
+    idempotencyKeyChars: 255,
+  });
+  expect(Object.isFrozen(limits)).toBe(true);
+  expect(loadConfig({ SERVER_HOST: "0.0.0.0", MAX_CONNECTIONS: "10" })).toMatchObject({ host: "0.0.0.0", limits: { maxConnections: 10 } });
+});
+
+test("names every malformed limit, and refuses a head deadline past the request's", () => {
+  const attempt = () =>
+    loadConfig({ MAX_HEADER_BYTES: "lots", SHUTDOWN_GRACE_MS: "-1", HEADERS_TIMEOUT_MS: "5000", REQUEST_TIMEOUT_MS: "1000" });
+  expect(attempt).toThrow('MAX_HEADER_BYTES must be an integer from 1024 to 1048576, got "lots"');
+  expect(attempt).toThrow('SHUTDOWN_GRACE_MS must be an integer from 0 to 600000, got "-1"');
+  expect(attempt).toThrow("HEADERS_TIMEOUT_MS (5000) must not be greater than REQUEST_TIMEOUT_MS (1000)");
 });

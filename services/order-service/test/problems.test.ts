@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { ErrorCode } from "../src/errors.ts";
 import { PROBLEM_TYPES } from "../src/plugins/problems.ts";
 import { COMPONENT_SCHEMAS } from "../src/routes/schemas.ts";
+import { exchange, http } from "./raw-http.ts";
 import { createProduct, startSystem, type TestSystem } from "./system.ts";
 
 let system: TestSystem;
@@ -25,6 +26,8 @@ beforeAll(async () => {
       RATE_LIMIT_MAX: "5",
       TRUST_PROXY: "true",
       INVENTORY_TIMEOUT_MS: "1000",
+      HEADERS_TIMEOUT_MS: "300",
+      REQUEST_TIMEOUT_MS: "300",
     },
   });
   doc = await (await fetch(`${system.root}/openapi.json`)).json();
@@ -79,6 +82,7 @@ function expectProblem(request: Request, res: { status: number; headers: Headers
   expect(isProblem.Check(body), JSON.stringify([...isProblem.Errors(body)])).toBe(true);
   expect(body).toMatchObject({ code, status: res.status, type: `urn:problem-type:ecommerce:${code}`, title: PROBLEM_TYPES[code].title });
   expect(res.text).not.toMatch(/\bat .*\.ts:\d+|node_modules|select |insert |relation "/i);
+  expect(res.headers.get("x-content-type-options")).toBe("nosniff");
   const operation = request.unrouted ? undefined : operationOf(request.method ?? "GET", request.path);
   if (operation) {
     const documented = operation.responses[String(res.status)]?.content["application/problem+json"].examples;
@@ -100,6 +104,7 @@ const cases: { code: ErrorCode; name: string; request: () => Request }[] = [
   { code: "invalid_cursor", name: "a products cursor the API did not make", request: () => ({ path: "/api/v1/products?cursor=bm9wZQ" }) },
   { code: "bad_request", name: "a URL that cannot be decoded", request: () => ({ path: "/api/v1/orders/%E0%A4%A", unrouted: true }) },
   { code: "route_not_found", name: "an unknown path", request: () => ({ path: "/api/v2/orders" }) },
+  { code: "method_not_allowed", name: "a method the path does not take", request: () => ({ method: "DELETE", path: `/api/v1/orders/${unknownId}` }) },
   { code: "order_not_found", name: "an unknown order", request: () => ({ path: `/api/v1/orders/${unknownId}` }) },
   { code: "order_not_found", name: "cancelling an unknown order", request: () => ({ method: "POST", path: `/api/v1/orders/${unknownId}/cancel` }) },
   { code: "product_not_found", name: "an unknown product", request: () => ({ path: `/api/v1/products/${unknownId}` }) },
@@ -225,6 +230,18 @@ describe("every error is a problem document with its documented code", () => {
       await db.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
       await db.end();
     }
+  });
+
+  // Refused by Node's HTTP parser or its timers, before Fastify sees a request.
+  test.each([
+    { code: "headers_too_large" as const, name: "a head over the header limit", bytes: () => http("GET", "/healthz", { "x-pad": "a".repeat(20_000) }) },
+    { code: "request_timeout" as const, name: "a body that never comes", bytes: () => http("POST", "/api/v1/orders", { "content-type": "application/json", "content-length": "100" }, "{") },
+    { code: "bad_request" as const, name: "a malformed Content-Length", bytes: () => http("POST", "/api/v1/orders", { "content-length": "1x" }, "{}") },
+  ])("$code: $name", async ({ code, bytes }) => {
+    const { port } = new URL(system.root);
+    const res = await exchange(Number(port), bytes());
+    expectProblem({ path: "/", unrouted: true }, { status: res.status, headers: new Headers(res.headers), text: res.body }, code);
+    expect(res.headers["x-content-type-options"]).toBe("nosniff");
   });
 
   test("covers every documented code", () => {

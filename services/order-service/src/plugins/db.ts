@@ -14,10 +14,16 @@ export interface DbPluginOptions {
   poolSize: number;
 }
 
-/** Decorates the app with the orders database pool, closed with the app. */
+/**
+ * Decorates the app with the orders database pool, closed with the app. A
+ * connection lost while idle (the database restarted) is only worth a
+ * warning: the pool replaces it, and requests meanwhile get 503.
+ */
 export const dbPlugin = fp<DbPluginOptions>(
   async (app, { url, poolSize }) => {
-    const db = connectDatabase(url, poolSize);
+    const db = connectDatabase(url, poolSize, (error) =>
+      app.log.warn({ err: error }, "lost an idle connection to the orders database"),
+    );
     app.decorate("db", db);
     app.addHook("onClose", () => db.destroy());
   },

@@ -26,6 +26,8 @@ export interface InventoryPluginOptions {
   url: string;
   /** Deadline of every call. */
   timeoutMs: number;
+  /** Largest message accepted from inventory; a larger one fails the call (RESOURCE_EXHAUSTED). */
+  readMaxBytes: number;
 }
 
 /**
@@ -35,13 +37,14 @@ export interface InventoryPluginOptions {
  * inventory is unavailable, and the session closes with the app.
  */
 export const inventoryPlugin = fp<InventoryPluginOptions>(
-  async (app, { url, timeoutMs }) => {
+  async (app, { url, timeoutMs, readMaxBytes }) => {
     // PINGs detect a dead peer on an otherwise quiet connection.
     const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000, pingTimeoutMs: 5_000 });
     const transport = createGrpcTransport({
       baseUrl: url,
       sessionManager,
       defaultTimeoutMs: timeoutMs,
+      readMaxBytes,
       interceptors: [forwardRequestId, retryUnavailable()],
     });
     app.decorate("inventory", createClient(InventoryService, transport));

@@ -1,7 +1,22 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { AppError, type ErrorCode, type ProblemFields } from "../errors.ts";
+import { INPUT_LIMITS } from "../config.ts";
+import {
+  AppError,
+  headersTooLarge,
+  malformedRequest,
+  methodNotAllowed,
+  quote,
+  requestTimeout,
+  routeNotFound,
+  unsupportedMediaType,
+  type ErrorCode,
+  type ProblemFields,
+} from "../errors.ts";
 import { toFieldErrors } from "../validation.ts";
+import { SECURITY_HEADERS } from "./protection.ts";
 
 /** How one error code is answered over HTTP, and what it means to a client. */
 export interface ProblemType {
@@ -32,9 +47,19 @@ export const PROBLEM_TYPES = {
   bad_request: {
     status: 400,
     title: "Bad request",
-    when: "Any other malformed HTTP request, such as a bad Content-Length or URL encoding.",
+    when: "Any other malformed HTTP request, such as a bad or repeated Content-Length, both Content-Length and chunked encoding, an unknown method or bytes that are not HTTP, or a bad URL encoding.",
   },
-  route_not_found: { status: 404, title: "No such route", when: "No route matches the method and path." },
+  route_not_found: { status: 404, title: "No such route", when: "No route has this path." },
+  method_not_allowed: {
+    status: 405,
+    title: "Method not allowed",
+    when: "The path exists but does not take this method; `Allow` lists the methods it takes.",
+  },
+  request_timeout: {
+    status: 408,
+    title: "The request took too long to arrive",
+    when: "The client did not send the request head within HEADERS_TIMEOUT_MS, or the whole request within REQUEST_TIMEOUT_MS; the connection is closed.",
+  },
   order_not_found: { status: 404, title: "Order not found", when: "No order has this id." },
   product_not_found: { status: 404, title: "Product not found", when: "Inventory knows no product with this id." },
   status_conflict: {
@@ -61,7 +86,7 @@ export const PROBLEM_TYPES = {
   unsupported_media_type: {
     status: 415,
     title: "Unsupported content type",
-    when: "A request body that is not `application/json`.",
+    when: "A request body that is not `application/json`, or one sent with a `Content-Encoding` (bodies are not decompressed).",
   },
   idempotency_key_reused: {
     status: 422,
@@ -82,6 +107,11 @@ export const PROBLEM_TYPES = {
     status: 422,
     title: "The order was rejected",
     when: "Inventory refused the order otherwise, or its products are priced in different currencies; the order is kept as `rejected` (`order_id`).",
+  },
+  headers_too_large: {
+    status: 431,
+    title: "The request head is too large",
+    when: "The request line and headers together are larger than MAX_HEADER_BYTES; the connection is closed.",
   },
   rate_limited: {
     status: 429,
@@ -117,6 +147,9 @@ export const PROBLEM_TYPES = {
 /** Seconds a client should wait before retrying, unless the cause knows better (the rate limiter does). */
 const RETRY_AFTER_SECONDS = 2;
 
+/** Fastify's messages may quote request input (a URL, a header); they are cut to this. */
+const MAX_DETAIL_CHARS = 200;
+
 /** Fastify's own request errors, by their code. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: "malformed_json",
@@ -150,18 +183,42 @@ export const problemsPlugin = fp(
   async (app) => {
     app.setErrorHandler((error: FastifyError | AppError, request, reply) => sendError(error, request, reply));
 
-    app.setNotFoundHandler((request, reply) =>
-      sendProblem(
-        reply,
-        problem(
-          "route_not_found",
-          `There is no route ${request.method} ${request.url.split("?")[0]}. The API is described at /openapi.json.`,
-        ),
-      ),
-    );
+    // The methods each path takes, learnt from the routes as they are
+    // added, so that a known path with another method is 405 with Allow.
+    const paths: { pattern: RegExp; methods: Set<string> }[] = [];
+    app.addHook("onRoute", ({ url, method }) => {
+      // A catch-all (CORS preflights) says nothing about which paths exist.
+      if (url === "*" || url === "/*") return;
+      const pattern = routePattern(url);
+      let entry = paths.find((p) => p.pattern.source === pattern.source);
+      if (!entry) paths.push((entry = { pattern, methods: new Set() }));
+      for (const m of Array.isArray(method) ? method : [method]) entry.methods.add(m);
+    });
+
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split("?")[0] ?? "";
+      const allowed = new Set(paths.filter((p) => p.pattern.test(path)).flatMap((p) => [...p.methods]));
+      if (allowed.size === 0) return sendError(routeNotFound(request.method, path), request, reply);
+      const allow = [...allowed, "OPTIONS"].sort();
+      reply.header("allow", allow.join(", "));
+      // OPTIONS on a known path answers which methods it takes.
+      if (request.method === "OPTIONS") return reply.code(204).send();
+      return sendError(methodNotAllowed(request.method, path, allow), request, reply);
+    });
   },
   { name: "problems" },
 );
+
+/** A route's URL as a pattern of the concrete paths it serves: a `:param` is one segment, `*` the rest. */
+function routePattern(url: string): RegExp {
+  const source = url
+    .split("/")
+    .map((segment) =>
+      segment.startsWith(":") ? "[^/]+" : segment === "*" ? ".*" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+    )
+    .join("/");
+  return new RegExp(`^${source}$`);
+}
 
 /**
  * Answers an error as a problem document. The app's error handler, and
@@ -178,18 +235,17 @@ function toProblem(error: FastifyError | AppError, request: FastifyRequest): Pro
   if (error instanceof AppError) return problem(error.code, error.message, error.fields);
 
   if (error.validation) {
-    const errors = toFieldErrors(error.validationContext ?? "request", error.validation);
-    const [first] = errors;
-    const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
-    return problem("validation_failed", first ? `${first.field} ${first.message}${more}.` : error.message, { errors });
+    // A body can hold thousands of wrong fields; the answer lists the first few and counts the rest.
+    const all = toFieldErrors(error.validationContext ?? "request", error.validation);
+    const [first] = all;
+    const more = all.length > 1 ? ` (and ${all.length - 1} more)` : "";
+    const detail = first ? `${first.field} ${first.message}${more}.` : quote(error.message, MAX_DETAIL_CHARS);
+    return problem("validation_failed", detail, { errors: all.slice(0, INPUT_LIMITS.fieldErrors) });
   }
 
   const code = FASTIFY_CODES[error.code];
-  if (code === "unsupported_media_type") {
-    const sent = request.headers["content-type"];
-    return problem(code, `Send the body as application/json${sent ? `, not ${sent}` : ""}.`);
-  }
-  if (code) return problem(code, error.message);
+  if (code === "unsupported_media_type") return toProblem(unsupportedMediaType(request.headers["content-type"]), request);
+  if (code) return problem(code, quote(error.message, MAX_DETAIL_CHARS));
 
   if (isDatabaseUnavailable(error)) return problem("database_unavailable", "The orders database cannot be reached right now. Retry in a moment.");
   // A PostgreSQL data exception (class 22): a value of the request the
@@ -199,9 +255,9 @@ function toProblem(error: FastifyError | AppError, request: FastifyRequest): Pro
   }
 
   // Other client errors Fastify raises (bad Content-Length, URL encoding...):
-  // their messages are written for clients.
+  // their messages are written for clients, but may quote the request.
   const status = error.statusCode ?? 500;
-  if (status >= 400 && status < 500) return { ...problem("bad_request", error.message), status };
+  if (status >= 400 && status < 500) return { ...problem("bad_request", quote(error.message, MAX_DETAIL_CHARS)), status };
   return problem("internal_error", "Something went wrong on our side. It has been logged.");
 }
 
@@ -209,19 +265,65 @@ function toProblem(error: FastifyError | AppError, request: FastifyRequest): Pro
 // (severity FATAL: shutdown, refused start-up) or say the server cannot take
 // the connection now: retrying later can succeed, so they are 503, not 500.
 const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "53300", "57P01", "57P02", "57P03"]);
+// What pg says of a connection that ended under a query or a transaction,
+// and of a pool that could not connect in time.
+const UNREACHABLE_MESSAGES = /Connection terminated|not queryable|timeout exceeded when trying to connect/;
 
 function isDatabaseUnavailable(error: Error): boolean {
   const { code, severity } = error as { code?: string; severity?: string };
   return (
     severity === "FATAL" ||
     (code !== undefined && (UNREACHABLE.has(code) || code.startsWith("08"))) ||
-    /Connection terminated|timeout exceeded when trying to connect/.test(error.message)
+    UNREACHABLE_MESSAGES.test(error.message)
   );
 }
 
-/** Sends a problem document, with Retry-After when retrying later can succeed. */
+/**
+ * Sends a problem document, with Retry-After when retrying later can
+ * succeed, and with the security headers even when helmet's hook did not
+ * run (an error raised before routing or by an earlier hook).
+ */
 export function sendProblem(reply: FastifyReply, doc: ProblemDocument): FastifyReply {
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) if (!reply.hasHeader(name)) reply.header(name, value);
   const type: ProblemType = PROBLEM_TYPES[doc.code];
   if (type.retryAfter && !reply.hasHeader("retry-after")) reply.header("retry-after", String(RETRY_AFTER_SECONDS));
   return reply.code(doc.status).type("application/problem+json").send(doc);
+}
+
+/** Errors of Node's HTTP parser and server timeouts, by their code; anything else it raises is a malformed request. */
+const CLIENT_ERRORS: Record<string, () => AppError> = {
+  ERR_HTTP_REQUEST_TIMEOUT: requestTimeout,
+  HPE_HEADER_OVERFLOW: headersTooLarge,
+};
+
+/**
+ * Answers an error of Node's HTTP parser or a request timeout (the server's
+ * 'clientError' event, Fastify's `clientErrorHandler`): a malformed request,
+ * a head over MAX_HEADER_BYTES, a request too slow to arrive. No request
+ * exists yet, so no hook runs: the problem document and the security
+ * headers are written to the socket here, and the connection is closed,
+ * as the bytes after a malformed request cannot be trusted.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket): void {
+  // A reset connection is gone; there is nobody to answer.
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const { code, message, fields } = (CLIENT_ERRORS[error.code ?? ""] ?? malformedRequest)();
+  const doc = problem(code, message, fields);
+  this.log.debug({ err: error }, "client error");
+  // A response already under way on this connection cannot be interrupted
+  // by another one; the connection just ends.
+  const underway = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent ?? false;
+  if (!socket.writable || underway) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(doc);
+  const headers = {
+    ...SECURITY_HEADERS,
+    "content-type": "application/problem+json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    connection: "close",
+  };
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
+  socket.end(`HTTP/1.1 ${doc.status} ${STATUS_CODES[doc.status]}\r\n${head}\r\n${body}`, () => socket.destroy());
 }

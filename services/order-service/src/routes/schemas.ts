@@ -2,19 +2,25 @@ import { Type, type Static, type TSchema, type TUnsafe } from "typebox";
 import {
   AppError,
   duplicateProduct,
+  headersTooLarge,
   idempotencyKeyInFlight,
   idempotencyKeyReused,
   insufficientStock,
   inventoryUnavailable,
   invalidCursor,
+  methodNotAllowed,
   orderNotFound,
   orderRejected,
   productNotFound,
   rateLimited,
+  requestTimeout,
+  routeNotFound,
   statusConflict,
   unknownProduct,
+  unsupportedMediaType,
   type ErrorCode,
 } from "../errors.ts";
+import { INPUT_LIMITS } from "../config.ts";
 import { ORDER_STATUSES } from "../orders/status.ts";
 import { PROBLEM_TYPES, problem, type ProblemType } from "../plugins/problems.ts";
 
@@ -51,13 +57,16 @@ const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null
 
 export const OrderStatus = Type.Enum([...ORDER_STATUSES], { type: "string", description: "Status of the order" });
 
+const UserId = (description: string, examples?: string[]) =>
+  Type.String({ minLength: 1, maxLength: INPUT_LIMITS.userIdChars, pattern: NO_NUL, description, ...(examples ? { examples } : {}) });
+
 /**
  * X-Request-Id as the API accepts it: 1 to 128 visible ASCII characters. A
  * request without one, or with another value, gets a new UUID; either way
  * the response echoes it.
  */
 export const RequestId = Type.String({
-  pattern: "^[\\x21-\\x7E]{1,128}$",
+  pattern: `^[\\x21-\\x7E]{1,${INPUT_LIMITS.requestIdChars}}$`,
   description:
     "Correlation id: 1 to 128 visible ASCII characters. Sent back in the response and in every log line of the request, and passed on to inventory; a missing or invalid one is replaced by a new UUID.",
   examples: ["4bf92f3577b34da6a3ce929d0e0e4736"],
@@ -78,7 +87,7 @@ export const IdempotencyHeaders = Type.Object({
   "idempotency-key": Type.Optional(
     Type.String({
       minLength: 1,
-      maxLength: 255,
+      maxLength: INPUT_LIMITS.idempotencyKeyChars,
       description:
         "Makes retries safe: the first response to a key is stored and replayed for the same request; the same key with a different request is refused.",
       examples: ["5d0f7a4e-6c1b-4f2e-9a57-1f3f0b7c2d91"],
@@ -88,16 +97,16 @@ export const IdempotencyHeaders = Type.Object({
 
 export const PlaceOrderBody = Type.Object(
   {
-    user_id: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL, description: "Who places the order" }),
+    user_id: UserId("Who places the order"),
     items: Type.Array(
       Type.Object(
         {
           product_id: Type.String({ format: "uuid" }),
-          quantity: Type.Integer({ minimum: 1, maximum: 1000 }),
+          quantity: Type.Integer({ minimum: 1, maximum: INPUT_LIMITS.quantityPerLine }),
         },
         { additionalProperties: false },
       ),
-      { minItems: 1, maxItems: 100, description: "Each product at most once" },
+      { minItems: 1, maxItems: INPUT_LIMITS.itemsPerOrder, description: `Each product at most once; at most ${INPUT_LIMITS.itemsPerOrder} lines` },
     ),
   },
   {
@@ -162,7 +171,7 @@ export const DEFAULT_PAGE_SIZE = 20;
 const Limit = Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_PAGE_SIZE, description: "Page size" });
 const Cursor = Type.String({
   minLength: 1,
-  maxLength: 512,
+  maxLength: INPUT_LIMITS.cursorChars,
   description: "`next_cursor` of the previous page; omit for the first page",
 });
 const NextCursor = Nullable(
@@ -171,13 +180,12 @@ const NextCursor = Nullable(
 
 export const ListOrdersQuery = Type.Object(
   {
-    user_id: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL, description: "Only this user's orders", examples: ["alice"] }),
-    ),
+    user_id: Type.Optional(UserId("Only this user's orders", ["alice"])),
     status: Type.Optional(OrderStatus),
     created_after: Type.Optional(
       Type.String({
         format: "date-time",
+        maxLength: INPUT_LIMITS.dateTimeChars,
         description: "Only orders created at or after this RFC 3339 date-time",
         examples: ["2026-11-01T00:00:00Z"],
       }),
@@ -185,6 +193,7 @@ export const ListOrdersQuery = Type.Object(
     created_before: Type.Optional(
       Type.String({
         format: "date-time",
+        maxLength: INPUT_LIMITS.dateTimeChars,
         description: "Only orders created before this RFC 3339 date-time; not earlier than created_after",
         examples: ["2026-12-01T00:00:00Z"],
       }),
@@ -318,10 +327,10 @@ const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
   malformed_json: new AppError("malformed_json", "Body is not valid JSON but content-type is set to 'application/json'"),
   invalid_cursor: invalidCursor(),
   bad_request: new AppError("bad_request", "Request body size did not match Content-Length"),
-  route_not_found: new AppError(
-    "route_not_found",
-    "There is no route DELETE /api/v1/orders. The API is described at /openapi.json.",
-  ),
+  route_not_found: routeNotFound("GET", "/api/v2/orders"),
+  method_not_allowed: methodNotAllowed("DELETE", `/api/v1/orders/${EXAMPLE_ORDER_ID}`, ["GET", "HEAD", "OPTIONS"]),
+  request_timeout: requestTimeout(),
+  headers_too_large: headersTooLarge(),
   order_not_found: orderNotFound(EXAMPLE_ORDER_ID),
   product_not_found: productNotFound(LAPTOP_ID),
   status_conflict: statusConflict(EXAMPLE_ORDER_ID, "fulfilled", "cancelled"),
@@ -329,7 +338,7 @@ const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
   idempotency_key_reused: idempotencyKeyReused("5d0f7a4e-6c1b-4f2e-9a57-1f3f0b7c2d91"),
   insufficient_stock: insufficientStock(EXAMPLE_ORDER_ID, [{ product_id: LAPTOP_ID, requested: 1000, available: 49 }]),
   body_too_large: new AppError("body_too_large", "Request body is too large"),
-  unsupported_media_type: new AppError("unsupported_media_type", "Send the body as application/json, not text/plain."),
+  unsupported_media_type: unsupportedMediaType("text/plain"),
   duplicate_product: duplicateProduct(LAPTOP_ID),
   unknown_product: unknownProduct(
     EXAMPLE_ORDER_ID,
