@@ -109,7 +109,7 @@ function createProductOfSize(bytes: number) {
 const OVER = MAX_REQUEST_BYTES + 1024;
 const HUGE = 4 * 1024 * 1024;
 const LARGE = 900 * 1024;
-const { MAX_LINES, MAX_CONFIRM_BATCH, MAX_SKU_LENGTH, MAX_NAME_LENGTH, MAX_DESCRIPTION_LENGTH, MAX_NOTE_LENGTH, MAX_ACTOR_LENGTH, MAX_PAGE_TOKEN_LENGTH, UUID_LENGTH } = contents;
+const { MAX_LINES, MAX_RESERVE_BATCH, MAX_RESERVE_BATCH_LINES, MAX_CONFIRM_BATCH, MAX_SKU_LENGTH, MAX_NAME_LENGTH, MAX_DESCRIPTION_LENGTH, MAX_NOTE_LENGTH, MAX_ACTOR_LENGTH, MAX_PAGE_TOKEN_LENGTH, UUID_LENGTH } = contents;
 
 describe("unary requests at and over every bound", () => {
   const cases: [string, () => Promise<unknown>, Code | undefined][] = [
@@ -119,6 +119,9 @@ describe("unary requests at and over every bound", () => {
     ["CheckStock with 30,000 empty lines", () => grpc.checkStock({ lines: Array.from({ length: 30_000 }, () => ({})) }), Code.InvalidArgument],
     ["CheckStock with 20,000 lines of one product", () => grpc.checkStock({ lines: lines(20_000, () => "00000000-0000-4000-8000-000000000001") }), Code.InvalidArgument],
     ["ReserveStock with 100,000 lines", () => grpc.reserveStock({ orderId: randomUUID(), lines: Array.from({ length: 100_000 }, () => ({})) }), Code.InvalidArgument],
+    [`ReserveOrders with ${MAX_RESERVE_BATCH + 1} orders`, () => grpc.reserveOrders({ orders: Array.from({ length: MAX_RESERVE_BATCH + 1 }, () => ({ orderId: randomUUID(), lines: lines(1) })) }), Code.InvalidArgument],
+    ["ReserveOrders with 100,000 empty orders", () => grpc.reserveOrders({ orders: Array.from({ length: 100_000 }, () => ({})) }), Code.InvalidArgument],
+    [`ReserveOrders with ${MAX_RESERVE_BATCH_LINES + 1} lines in all`, () => grpc.reserveOrders({ orders: Array.from({ length: 51 }, () => ({ orderId: randomUUID(), lines: lines(MAX_LINES) })) }), Code.InvalidArgument],
     [`ConfirmReservations with ${MAX_CONFIRM_BATCH} ids`, () => grpc.confirmReservations({ orderIds: Array.from({ length: MAX_CONFIRM_BATCH }, () => randomUUID()) }), undefined],
     ["ConfirmReservations with 20,000 ids", () => grpc.confirmReservations({ orderIds: Array.from({ length: 20_000 }, () => randomUUID()) }), Code.InvalidArgument],
     ["a request whose every line is bad", () => grpc.checkStock({ lines: Array.from({ length: MAX_LINES }, () => ({ productId: text(LARGE / MAX_LINES), quantity: 0 })) }), Code.InvalidArgument],
