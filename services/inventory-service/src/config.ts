@@ -1,5 +1,67 @@
 import { DEFAULT_BATCH_BOUNDS, type BatchBounds } from "./stock/coalescing.ts";
-import { MAX_RESERVE_BATCH } from "./stock/limits.ts";
+import * as contents from "./stock/limits.ts";
+
+/**
+ * Every bound on what one client can make the server hold or do. The
+ * transport bounds are settings (one environment variable each, see the
+ * README's Limits); the bounds on request contents are part of the
+ * contract (proto comments) and fixed, and are included here so that a
+ * reader finds every bound in one place.
+ */
+export interface Limits {
+  /**
+   * Largest request message in bytes, before and after decompression
+   * (connect-es readMaxBytes, which is also zlib's maxOutputLength).
+   */
+  readonly maxRequestBytes: number;
+  /** Largest response message in bytes (connect-es writeMaxBytes). */
+  readonly maxResponseBytes: number;
+  /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams: number;
+  /** Memory nghttp2 may buffer for one connection, in MB; beyond it new streams are refused. */
+  readonly maxSessionMemoryMb: number;
+  /** Open TCP connections; further ones are closed as they arrive. */
+  readonly maxConnections: number;
+  /** Largest request header block (SETTINGS_MAX_HEADER_LIST_SIZE), in bytes. */
+  readonly maxHeaderListBytes: number;
+  /** Largest header or trailer block the server sends, in bytes. */
+  readonly maxSendHeaderBytes: number;
+  /** A connection without an open stream for this long is closed (GOAWAY). */
+  readonly idleTimeoutMs: number;
+  /** How often each connection is pinged, to find peers that vanished. */
+  readonly keepAliveIntervalMs: number;
+  /** A connection whose ping is not answered within this is destroyed. */
+  readonly keepAliveTimeoutMs: number;
+  /**
+   * How long a request's body may take to arrive (for streaming requests:
+   * the longest wait for the next bytes); a client deadline that is shorter wins.
+   */
+  readonly requestBodyTimeoutMs: number;
+  /** The longest a unary call may run, whatever deadline its client set. */
+  readonly maxCallMs: number;
+  /** How long a shutdown waits for in-flight calls before cutting them off. */
+  readonly shutdownTimeoutMs: number;
+  /** Bounds on request contents: lines, quantities, string lengths (src/stock/limits.ts). */
+  readonly contents: typeof contents;
+}
+
+/** The transport bounds when nothing is configured; the README says why each is what it is. */
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  maxRequestBytes: 1024 * 1024,
+  maxResponseBytes: 4 * 1024 * 1024,
+  maxConcurrentStreams: 100,
+  maxSessionMemoryMb: 10,
+  maxConnections: 1000,
+  maxHeaderListBytes: 16 * 1024,
+  maxSendHeaderBytes: 64 * 1024,
+  idleTimeoutMs: 120_000,
+  keepAliveIntervalMs: 60_000,
+  keepAliveTimeoutMs: 20_000,
+  requestBodyTimeoutMs: 10_000,
+  maxCallMs: 30_000,
+  shutdownTimeoutMs: 10_000,
+  contents,
+});
 
 /** Settings of the inventory service, read once from the environment at start. */
 export interface Config {
@@ -22,12 +84,10 @@ export interface Config {
   /** Connections in the PostgreSQL pool. */
   readonly dbPoolSize: number;
   readonly logLevel: LogLevel;
-  /** How long a shutdown waits for in-flight calls before cutting them off. */
-  readonly shutdownTimeoutMs: number;
   /** How often the health service checks that the database answers. */
   readonly healthCheckIntervalMs: number;
-  /** The longest a unary call may run, whatever deadline its client set. */
-  readonly grpcMaxTimeoutMs: number;
+  /** Every bound on sizes, counts, connections and time. */
+  readonly limits: Limits;
 
   // Batching and metrics.
   /** Bounds of the batches ReserveStock, ReleaseStock and CommitStock calls are served in. */
@@ -96,20 +156,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = {
     nodeEnv,
     serverPort: integer("SERVER_PORT", 9090, 0, 65535),
-    serverHost: env.SERVER_HOST?.trim() || "0.0.0.0",
+    // Loopback unless told otherwise: a development server is not for the network.
+    serverHost: env.SERVER_HOST?.trim() || "127.0.0.1",
     databaseUrl,
     runSeeder: boolean("RUN_SEEDER", !production),
     reservationTtlSeconds: integer("RESERVATION_TTL_SECONDS", 900, 1, 7 * 24 * 3600),
     expirySweepIntervalMs: integer("EXPIRY_SWEEP_INTERVAL_MS", 5000, 10, 3_600_000),
     dbPoolSize: integer("DB_POOL_SIZE", 20, 1, 1000),
     logLevel,
-    shutdownTimeoutMs: integer("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     healthCheckIntervalMs: integer("HEALTH_CHECK_INTERVAL_MS", 2000, 50, 600_000),
-    grpcMaxTimeoutMs: integer("GRPC_MAX_TIMEOUT_MS", 30_000, 100, 3_600_000),
+    limits: loadLimits(integer),
 
     // Batching and metrics.
     batching: Object.freeze({
-      maxBatchSize: integer("BATCH_MAX_SIZE", DEFAULT_BATCH_BOUNDS.maxBatchSize, 1, MAX_RESERVE_BATCH),
+      maxBatchSize: integer("BATCH_MAX_SIZE", DEFAULT_BATCH_BOUNDS.maxBatchSize, 1, contents.MAX_RESERVE_BATCH),
       maxInFlight: integer("BATCH_MAX_IN_FLIGHT", DEFAULT_BATCH_BOUNDS.maxInFlight, 1, 64),
       maxQueued: integer("BATCH_MAX_QUEUED", DEFAULT_BATCH_BOUNDS.maxQueued, 0, 1_000_000),
     }),
@@ -117,6 +177,32 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+/** Reads one integer setting: its variable, default and inclusive range. */
+type ReadInteger = (name: string, fallback: number, min: number, max: number) => number;
+
+// Timers in Node.js hold at most 2^31 - 1 ms; every time bound stays below.
+const MAX_TIMER_MS = 2_147_483_647;
+
+function loadLimits(integer: ReadInteger): Limits {
+  const d = DEFAULT_LIMITS;
+  return Object.freeze({
+    maxRequestBytes: integer("MAX_REQUEST_BYTES", d.maxRequestBytes, 1024, 64 * 1024 * 1024),
+    maxResponseBytes: integer("MAX_RESPONSE_BYTES", d.maxResponseBytes, 64 * 1024, 64 * 1024 * 1024),
+    maxConcurrentStreams: integer("MAX_CONCURRENT_STREAMS", d.maxConcurrentStreams, 1, 10_000),
+    maxSessionMemoryMb: integer("MAX_SESSION_MEMORY_MB", d.maxSessionMemoryMb, 1, 1024),
+    maxConnections: integer("MAX_CONNECTIONS", d.maxConnections, 1, 100_000),
+    maxHeaderListBytes: integer("MAX_HEADER_LIST_BYTES", d.maxHeaderListBytes, 1024, 1024 * 1024),
+    maxSendHeaderBytes: integer("MAX_SEND_HEADER_BYTES", d.maxSendHeaderBytes, 16 * 1024, 1024 * 1024),
+    idleTimeoutMs: integer("IDLE_TIMEOUT_MS", d.idleTimeoutMs, 100, MAX_TIMER_MS),
+    keepAliveIntervalMs: integer("KEEPALIVE_INTERVAL_MS", d.keepAliveIntervalMs, 100, MAX_TIMER_MS),
+    keepAliveTimeoutMs: integer("KEEPALIVE_TIMEOUT_MS", d.keepAliveTimeoutMs, 100, MAX_TIMER_MS),
+    requestBodyTimeoutMs: integer("REQUEST_BODY_TIMEOUT_MS", d.requestBodyTimeoutMs, 100, MAX_TIMER_MS),
+    maxCallMs: integer("GRPC_MAX_TIMEOUT_MS", d.maxCallMs, 100, 3_600_000),
+    shutdownTimeoutMs: integer("SHUTDOWN_TIMEOUT_MS", d.shutdownTimeoutMs, 0, 600_000),
+    contents,
+  });
 }
 
 function isPostgresUrl(value: string): boolean {

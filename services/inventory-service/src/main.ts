@@ -16,9 +16,8 @@ const server = await startInventoryServer({
   seed: config.runSeeder,
   logger,
   dbPoolSize: config.dbPoolSize,
-  shutdownTimeoutMs: config.shutdownTimeoutMs,
   healthCheckIntervalMs: config.healthCheckIntervalMs,
-  maxTimeoutMs: config.grpcMaxTimeoutMs,
+  limits: config.limits,
   batching: config.batching,
   metricsPort: config.metricsPort,
 }).catch(async (err: unknown) => {

@@ -1,13 +1,12 @@
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
-import type { Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
-import { inventoryServerRoutes, type Routes } from "./connect.ts";
+import { DEFAULT_LIMITS, type Limits } from "./config.ts";
+import { inventoryServerRoutes } from "./connect.ts";
 import { createDatabase, type Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
+import { createGrpcServer } from "./edge/http2-server.ts";
+import { createRequestHandler } from "./edge/request-handler.ts";
 import { watchDatabase } from "./health/database-watch.ts";
 import { createHealthState, ServingStatus } from "./health/health-state.ts";
 import { deadlineCap } from "./interceptors/deadline.ts";
@@ -18,63 +17,6 @@ import { seed } from "./seed.ts";
 import type { BatchBounds } from "./stock/coalescing.ts";
 import { errorInterceptor } from "./stock/errors.ts";
 import { startExpirySweeper } from "./stock/expiry-sweeper.ts";
-
-/** A plaintext HTTP/2 server answering gRPC, gRPC-Web and Connect, with graceful shutdown. */
-export interface GrpcServer {
-  server: http2.Http2Server;
-  /** Starts listening; resolves with the port (useful with port 0). */
-  listen(port: number, host?: string): Promise<number>;
-  /**
-   * Stops accepting connections, lets calls in flight finish (each
-   * connection gets a GOAWAY) and cuts off whatever is left after
-   * `timeoutMs`.
-   */
-  close(timeoutMs: number): Promise<void>;
-}
-
-/**
- * Builds the HTTP/2 (h2c) server for the given route registrations, with
- * `interceptors` around every call of every service, outermost first.
- * (They are given here, once, because interceptors set on one service
- * would replace these rather than add to them.)
- */
-function createGrpcServer(routes: readonly Routes[], interceptors: Interceptor[] = []): GrpcServer {
-  const handler = connectNodeAdapter({
-    routes: (router) => routes.forEach((register) => register(router)),
-    interceptors,
-    grpc: true,
-    grpcWeb: true,
-    connect: true,
-  });
-  const server = http2.createServer(handler);
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
-
-  return {
-    server,
-    listen: (port, host) =>
-      new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve((server.address() as AddressInfo).port);
-        });
-      }),
-    close: (timeoutMs) =>
-      new Promise((resolve) => {
-        if (!server.listening) return resolve();
-        const deadline = setTimeout(() => sessions.forEach((s) => s.destroy()), timeoutMs);
-        server.close(() => {
-          clearTimeout(deadline);
-          resolve();
-        });
-        sessions.forEach((s) => s.close());
-      }),
-  };
-}
 
 export interface InventoryServerOptions {
   databaseUrl: string;
@@ -90,12 +32,10 @@ export interface InventoryServerOptions {
   logLevel?: string;
   logger?: Logger;
   dbPoolSize?: number;
-  /** How long close() waits for calls in flight (default 10 s). */
-  shutdownTimeoutMs?: number;
   /** How often health checks the database (default 2 s). */
   healthCheckIntervalMs?: number;
-  /** The longest a unary call may run, whatever its deadline (default 30 s). */
-  maxTimeoutMs?: number;
+  /** Bounds on sizes, connections and time; DEFAULT_LIMITS for those not given. */
+  limits?: Partial<Omit<Limits, "contents">>;
   /** Bounds of the batches single-order calls are served in (default DEFAULT_BATCH_BOUNDS). */
   batching?: BatchBounds;
   /** Plain HTTP port of GET /metrics, on `host`; 0 or unset: not served (the metrics are still kept). */
@@ -134,6 +74,7 @@ const LIVENESS = "liveness";
  */
 export async function startInventoryServer(options: InventoryServerOptions): Promise<InventoryServer> {
   const logger = options.logger ?? createLogger(options.logLevel ?? "warn");
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const host = options.host ?? "127.0.0.1";
   const db = createDatabase({ url: options.databaseUrl, poolSize: options.dbPoolSize, logger });
   try {
@@ -161,16 +102,19 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
       reachable ? logger.info("database reachable: serving") : logger.warn({ err }, "database unreachable: not serving"),
   });
   const metrics = createMetrics();
-  const grpc = createGrpcServer(
-    inventoryServerRoutes({
+  const handler = createRequestHandler({
+    routes: inventoryServerRoutes({
       db,
       health,
       reservationTtlSeconds: options.reservationTtlSeconds ?? 900,
       batching: options.batching,
       onBatch: metrics.observeBatch,
     }),
-    [callLogging(logger), errorInterceptor, deadlineCap(options.maxTimeoutMs ?? 30_000)],
-  );
+    interceptors: [callLogging(logger), errorInterceptor, deadlineCap(limits.maxCallMs)],
+    limits,
+    logger,
+  });
+  const grpc = createGrpcServer(handler, limits);
   let port: number;
   let metricsServer: MetricsServer | undefined;
   try {
@@ -188,7 +132,7 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
   const shutdown = async () => {
     health.shutdown();
     stopWatching();
-    await grpc.close(options.shutdownTimeoutMs ?? 10_000);
+    await grpc.close(limits.shutdownTimeoutMs);
     await metricsServer?.close();
     await sweeper.stop();
     await db.destroy();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { ConfigError, DEFAULT_LIMITS, loadConfig } from "../src/config.ts";
 
 function problemsOf(env: NodeJS.ProcessEnv): readonly string[] {
   try {
@@ -16,6 +16,7 @@ describe("configuration", () => {
     const config = loadConfig({});
     expect(config).toMatchObject({
       serverPort: 9090,
+      serverHost: "127.0.0.1",
       databaseUrl: undefined,
       runSeeder: true,
       reservationTtlSeconds: 900,
@@ -23,15 +24,19 @@ describe("configuration", () => {
       dbPoolSize: 20,
       logLevel: "info",
       healthCheckIntervalMs: 2000,
-      grpcMaxTimeoutMs: 30_000,
+      limits: DEFAULT_LIMITS,
     });
+    expect(config.limits).toMatchObject({ maxCallMs: 30_000, shutdownTimeoutMs: 10_000, maxConcurrentStreams: 100 });
+    expect(config.limits.contents.MAX_LINES).toBe(100);
     expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.limits)).toBe(true);
   });
 
   it("reads every variable", () => {
     const config = loadConfig({
       NODE_ENV: "production",
       SERVER_PORT: "7000",
+      SERVER_HOST: "0.0.0.0",
       DATABASE_URL: "postgres://inv@db:5432/inventory",
       RUN_SEEDER: "true",
       RESERVATION_TTL_SECONDS: "60",
@@ -41,18 +46,43 @@ describe("configuration", () => {
       SHUTDOWN_TIMEOUT_MS: "3000",
       HEALTH_CHECK_INTERVAL_MS: "500",
       GRPC_MAX_TIMEOUT_MS: "5000",
+      MAX_REQUEST_BYTES: "2048",
+      MAX_RESPONSE_BYTES: "65536",
+      MAX_CONCURRENT_STREAMS: "8",
+      MAX_SESSION_MEMORY_MB: "2",
+      MAX_CONNECTIONS: "50",
+      MAX_HEADER_LIST_BYTES: "4096",
+      MAX_SEND_HEADER_BYTES: "32768",
+      IDLE_TIMEOUT_MS: "1000",
+      KEEPALIVE_INTERVAL_MS: "2000",
+      KEEPALIVE_TIMEOUT_MS: "500",
+      REQUEST_BODY_TIMEOUT_MS: "300",
     });
     expect(config).toMatchObject({
       serverPort: 7000,
+      serverHost: "0.0.0.0",
       databaseUrl: "postgres://inv@db:5432/inventory",
       runSeeder: true,
       reservationTtlSeconds: 60,
       expirySweepIntervalMs: 250,
       dbPoolSize: 5,
       logLevel: "debug",
-      shutdownTimeoutMs: 3000,
       healthCheckIntervalMs: 500,
-      grpcMaxTimeoutMs: 5000,
+    });
+    expect(config.limits).toMatchObject({
+      maxRequestBytes: 2048,
+      maxResponseBytes: 65536,
+      maxConcurrentStreams: 8,
+      maxSessionMemoryMb: 2,
+      maxConnections: 50,
+      maxHeaderListBytes: 4096,
+      maxSendHeaderBytes: 32768,
+      idleTimeoutMs: 1000,
+      keepAliveIntervalMs: 2000,
+      keepAliveTimeoutMs: 500,
+      requestBodyTimeoutMs: 300,
+      maxCallMs: 5000,
+      shutdownTimeoutMs: 3000,
     });
   });
 
@@ -74,6 +104,9 @@ describe("configuration", () => {
         SHUTDOWN_TIMEOUT_MS: "soon",
         HEALTH_CHECK_INTERVAL_MS: "10",
         GRPC_MAX_TIMEOUT_MS: "0",
+        MAX_REQUEST_BYTES: "1 MiB",
+        MAX_CONCURRENT_STREAMS: "0",
+        IDLE_TIMEOUT_MS: "3000000000",
       }),
     ).toEqual([
       'DATABASE_URL must be a postgres:// or postgresql:// URL, got "mysql://db/x"',
@@ -83,9 +116,12 @@ describe("configuration", () => {
       'RESERVATION_TTL_SECONDS must be an integer from 1 to 604800, got "0"',
       'EXPIRY_SWEEP_INTERVAL_MS must be an integer from 10 to 3600000, got "1.5"',
       'DB_POOL_SIZE must be an integer from 1 to 1000, got "-2"',
-      'SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 600000, got "soon"',
       'HEALTH_CHECK_INTERVAL_MS must be an integer from 50 to 600000, got "10"',
+      'MAX_REQUEST_BYTES must be an integer from 1024 to 67108864, got "1 MiB"',
+      'MAX_CONCURRENT_STREAMS must be an integer from 1 to 10000, got "0"',
+      'IDLE_TIMEOUT_MS must be an integer from 100 to 2147483647, got "3000000000"',
       'GRPC_MAX_TIMEOUT_MS must be an integer from 100 to 3600000, got "0"',
+      'SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 600000, got "soon"',
     ]);
   });
 });

@@ -2,10 +2,12 @@ import { randomUUID } from "node:crypto";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
-import { ReservationStatus } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { CheckStockRequestSchema, ReservationStatus } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { lockStockRow, rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
+import { envelope, h2Request } from "./raw-http2.ts";
 
 /** The server's log lines, as JSON objects. */
 const logs: Record<string, unknown>[] = [];
@@ -17,7 +19,7 @@ const finishedReserve = (after: number) => logs.slice(after).find((l) => l.proce
 
 let h: Harness;
 beforeAll(async () => {
-  h = await startHarness({ logger, maxTimeoutMs: 400 });
+  h = await startHarness({ logger, limits: { maxCallMs: 400 } });
 });
 afterAll(() => h.close());
 
@@ -52,7 +54,7 @@ describe("a ReserveStock whose deadline passes while it waits for a lock", () =>
   });
 });
 
-describe("the server's cap on call time (maxTimeoutMs)", () => {
+describe("the server's cap on call time (GRPC_MAX_TIMEOUT_MS)", () => {
   it("ends a call without a deadline that runs past the cap as DEADLINE_EXCEEDED, reserving nothing", async () => {
     const product = await h.product({ initialStock: 5 });
     const orderId = randomUUID();
@@ -89,5 +91,26 @@ describe("the server's cap on call time (maxTimeoutMs)", () => {
     expect(received.length).toBeGreaterThan(0);
     // Ended by this client, not by the server.
     expect((ended as { code?: Code }).code).toBe(Code.Canceled);
+  });
+
+  it("serves a call whose deadline is past 2^31 ms, and logs it as it ended, without a timer overflow", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const product = await h.product();
+      const after = logs.length;
+      const body = toBinary(CheckStockRequestSchema, create(CheckStockRequestSchema, { lines: [{ productId: product.id, quantity: 1 }] }));
+      const answer = await h2Request(
+        h.server.url,
+        { ":path": "/inventory.v1.InventoryService/CheckStock", "content-type": "application/grpc", te: "trailers", "grpc-timeout": "99999999H" },
+        envelope(body),
+      );
+      expect(answer.grpcStatus).toBe(0);
+      await vi.waitFor(() => expect(logs.slice(after).find((l) => l.procedure === "/inventory.v1.InventoryService/CheckStock")).toMatchObject({ code: "OK" }));
+      expect(warnings.filter((w) => w.name === "TimeoutOverflowWarning")).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 });

@@ -64,7 +64,7 @@ describe("health of the inventory server, whose database goes away and comes bac
     const databaseUrl = postgres!.url("inventory");
     await ensureDatabase(databaseUrl);
     // Silent: the expiry sweeper complains while the database is away.
-    server = await startInventoryServer({ databaseUrl, healthCheckIntervalMs: 100, shutdownTimeoutMs: 10_000, logLevel: "silent" });
+    server = await startInventoryServer({ databaseUrl, healthCheckIntervalMs: 100, limits: { shutdownTimeoutMs: 10_000 }, logLevel: "silent" });
     health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
   });
 

@@ -8,7 +8,8 @@ import {
   type StockLevel,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
-import { sql } from "kysely";
+import { sql, type Kysely } from "kysely";
+import type { Database } from "../src/db/database.ts";
 import { startInventoryServer, type InventoryServer, type InventoryServerOptions } from "../src/server.ts";
 
 /** A real inventory service on a fresh database, and a gRPC client of it. */
@@ -86,7 +87,7 @@ export async function lockStockRow(server: InventoryServer, productId: string): 
  * Rows where the stock figures disagree with the ledger or with the live
  * reservations, or break 0 <= reserved <= on_hand. Empty when all is well.
  */
-export async function stockInconsistencies(server: InventoryServer) {
+export async function stockInconsistencies(server: { db: Kysely<Database> }) {
   const { rows } = await sql<{ product_id: string; on_hand: number; reserved: number }>`
     SELECT s.product_id, s.on_hand, s.reserved
     FROM stock_levels s

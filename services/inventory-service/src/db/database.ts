@@ -102,8 +102,19 @@ export function createDatabase(options: { url: string; poolSize?: number; logger
         oid === INT8_OID && format !== "binary" ? BigInt : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
-  // An idle connection dies when the database restarts; the pool replaces
-  // it. Without a listener the error would end the process.
-  pool.on("error", (err) => options.logger?.warn({ error: err.message }, "idle database connection lost"));
+  // A connection dies when the database restarts, fails over or has its
+  // backend terminated. node-postgres then emits 'error' on the client, and
+  // an 'error' event nobody listens to ends the process. The pool passes the
+  // error of a client idle in it on as its own 'error' (and replaces the
+  // client); the listener added on 'connect' covers a client that is
+  // checked out (a statement running, a transaction open). The call using
+  // it fails on its own (UNAVAILABLE, see errors.ts) and the pool drops the
+  // broken client when it is released.
+  pool.on("error", () => {
+    // Logged by the client's listener below, which sees it too.
+  });
+  pool.on("connect", (client) => {
+    client.on("error", (err) => options.logger?.warn({ error: err.message }, "database connection lost"));
+  });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponseSchema } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
+import { quoted } from "../stock/errors.ts";
 import type { HealthState, ServingStatus } from "./health-state.ts";
 
 /**
@@ -15,7 +16,7 @@ export function healthRoutes(state: HealthState): (router: ConnectRouter) => voi
     router.service(Health, {
       check({ service }) {
         const status = state.get(service);
-        if (status === undefined) throw new ConnectError(`unknown service "${service}"`, Code.NotFound);
+        if (status === undefined) throw new ConnectError(`unknown service ${quoted(service)}`, Code.NotFound);
         return response(status);
       },
       async *watch({ service }, context) {

@@ -3,6 +3,7 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
 import * as v1 from "@ecommerce/gen/grpc/reflection/v1/reflection_pb.ts";
 import * as v1alpha from "@ecommerce/gen/grpc/reflection/v1alpha/reflection_pb.ts";
+import { quoted } from "../stock/errors.ts";
 import { indexFiles, type FileIndex } from "./file-index.ts";
 
 /** Options of {@link reflectionRoutes}. */
@@ -98,22 +99,22 @@ function answer(catalog: Catalog, request: v1.ServerReflectionRequest, sent: Set
       });
     case "fileByFilename": {
       const file = index.files.get(question.value);
-      return file ? files(file) : error(Code.NotFound, `file "${question.value}" not found`);
+      return file ? files(file) : error(Code.NotFound, `file ${quoted(question.value)} not found`);
     }
     case "fileContainingSymbol": {
       const file = index.symbols.get(question.value);
-      return file ? files(file) : error(Code.NotFound, `symbol "${question.value}" not found`);
+      return file ? files(file) : error(Code.NotFound, `symbol ${quoted(question.value)} not found`);
     }
     case "fileContainingExtension": {
       const { containingType, extensionNumber } = question.value;
       const extension = index.extensionsOf.get(containingType)?.find((e) => e.number === extensionNumber);
       return extension
         ? files(extension.file)
-        : error(Code.NotFound, `extension ${extensionNumber} of "${containingType}" not found`);
+        : error(Code.NotFound, `extension ${extensionNumber} of ${quoted(containingType)} not found`);
     }
     case "allExtensionNumbersOfType": {
       const typeName = question.value;
-      if (!index.messages.has(typeName)) return error(Code.NotFound, `message type "${typeName}" not found`);
+      if (!index.messages.has(typeName)) return error(Code.NotFound, `message type ${quoted(typeName)} not found`);
       return respond({
         case: "allExtensionNumbersResponse",
         value: create(v1.ExtensionNumberResponseSchema, {

@@ -1,11 +1,23 @@
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { QueueFullError } from "@ecommerce/batching/batcher.ts";
 import { BadRequest_FieldViolationSchema, BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
 import { StatusSchema, type Status } from "@ecommerce/gen/google/rpc/status_pb.ts";
 import { InsufficientStockSchema, ShortLineSchema } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import type { ReservationStatus } from "../db/database.ts";
+import { MAX_QUOTED_LENGTH } from "./limits.ts";
+
+/**
+ * A client's value as an error message quotes it: in double quotes, cut
+ * after MAX_QUOTED_LENGTH characters with the full length named, so that
+ * no message (nor the log line or trailer that carries it) grows with the
+ * input. Every message that quotes input goes through here.
+ */
+export function quoted(value: string): string {
+  if (value.length <= MAX_QUOTED_LENGTH) return JSON.stringify(value);
+  return `${JSON.stringify(value.slice(0, MAX_QUOTED_LENGTH))}... (${value.length} characters)`;
+}
 
 /** One bad request field, shaped like google.rpc.BadRequest.FieldViolation. */
 export interface FieldViolation {
@@ -57,10 +69,13 @@ export class InventoryError extends Error {
 
 /** Factories for every {@link InventoryError}, so messages are worded in one place. */
 export const inventoryErrors = {
-  invalidInput: (violations: readonly FieldViolation[]) =>
-    new InventoryError("invalid_input", violations.map((v) => `${v.field} ${v.description}`).join("; "), {
-      violations,
-    }),
+  /** `omitted` counts the violations beyond those listed (see MAX_VIOLATIONS). */
+  invalidInput: (violations: readonly FieldViolation[], omitted = 0) =>
+    new InventoryError(
+      "invalid_input",
+      violations.map((v) => `${v.field} ${v.description}`).join("; ") + (omitted > 0 ? `; and ${omitted} more` : ""),
+      { violations },
+    ),
   productNotFound: (productIds: readonly string[]) =>
     new InventoryError(
       "product_not_found",
@@ -131,7 +146,7 @@ function isDatabaseUnavailable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   const code = (e as { code?: unknown }).code;
   if (typeof code === "string" && UNAVAILABLE_DB_CODES.has(code)) return true;
-  return /Connection terminated|timeout exceeded when trying to connect/.test(e.message);
+  return /Connection terminated|timeout exceeded when trying to connect|not queryable|Client was closed/.test(e.message);
 }
 
 /** The typed error details a refusal carries, for clients to read with `findDetails`. */
@@ -219,3 +234,27 @@ export const errorInterceptor: Interceptor = (next) => async (req) => {
     throw toConnectError(e);
   }
 };
+
+/**
+ * Request gate (connect-es runs it for every call, before it reads the
+ * request) that makes a request body which is not valid protobuf
+ * INVALID_ARGUMENT in every protocol. connect-es reports it as INTERNAL
+ * ("parse binary: ...", HTTP 500 over the Connect protocol), and decodes a
+ * unary request before any interceptor runs, so errorInterceptor never
+ * sees it. Every protocol hands the error to the call's signal before it
+ * writes the status, so it is corrected there, in place. (JSON that does
+ * not parse is INVALID_ARGUMENT already.)
+ */
+export function undecodableRequestGate(context: HandlerContext): void {
+  const { signal } = context;
+  signal.addEventListener(
+    "abort",
+    () => {
+      const e: unknown = signal.reason;
+      if (e instanceof ConnectError && e.code === Code.Internal && e.rawMessage.startsWith("parse binary:")) {
+        Object.assign(e, { code: Code.InvalidArgument, message: `[invalid_argument] ${e.rawMessage}` });
+      }
+    },
+    { once: true },
+  );
+}

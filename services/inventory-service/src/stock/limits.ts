@@ -1,6 +1,8 @@
 // Bounds on what a request may ask for. They keep every stock figure well
 // inside PostgreSQL's int4 so no sum can overflow, and keep one request's
-// work (and its transaction's locks) small.
+// work (and its transaction's locks) small. The transport bounds (message
+// sizes, streams, timeouts) are settings: see Limits in src/config.ts,
+// which includes these too.
 
 /** Most lines in one CheckStock or ReserveStock request. */
 export const MAX_LINES = 100;
@@ -21,5 +23,22 @@ export const MAX_PRICE_MINOR = 10n ** 15n;
 /** Longest free texts, in characters. */
 export const MAX_NAME_LENGTH = 200;
 export const MAX_DESCRIPTION_LENGTH = 2000;
+/** Longest note of a stock adjustment, and reason of a release. */
 export const MAX_NOTE_LENGTH = 500;
 export const MAX_ACTOR_LENGTH = 100;
+/** Length of every id (order_id, product_id): a UUID in its text form. */
+export const UUID_LENGTH = 36;
+/** Longest SKU. */
+export const MAX_SKU_LENGTH = 64;
+/** Length of a currency code (ISO 4217). */
+export const CURRENCY_LENGTH = 3;
+/** Longest ListProducts page token: one carries a SKU, which needs about 100. */
+export const MAX_PAGE_TOKEN_LENGTH = 256;
+/**
+ * Most field violations one refusal lists; the rest are counted. A request
+ * with many bad fields gets a short answer, and the answer's trailers stay
+ * far below the header size bound.
+ */
+export const MAX_VIOLATIONS = 20;
+/** Most characters of a client's value an error message quotes. */
+export const MAX_QUOTED_LENGTH = 64;

@@ -10,8 +10,9 @@ import {
   type ReserveOrdersRequest,
   type ReserveStockRequest,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
-import { inventoryErrors, type FieldViolation } from "./errors.ts";
+import { inventoryErrors, quoted, type FieldViolation } from "./errors.ts";
 import {
+  CURRENCY_LENGTH,
   DEFAULT_PAGE_SIZE,
   MAX_ACTOR_LENGTH,
   MAX_CONFIRM_BATCH,
@@ -22,9 +23,13 @@ import {
   MAX_NOTE_LENGTH,
   MAX_ON_HAND,
   MAX_PAGE_SIZE,
+  MAX_PAGE_TOKEN_LENGTH,
   MAX_PRICE_MINOR,
   MAX_RESERVE_BATCH,
   MAX_RESERVE_BATCH_LINES,
+  MAX_SKU_LENGTH,
+  MAX_VIOLATIONS,
+  UUID_LENGTH,
 } from "./limits.ts";
 import { decodePageToken } from "./page-token.ts";
 import type { AdjustStockInput, CreateProductInput, ListProductsInput } from "./products.ts";
@@ -32,29 +37,43 @@ import type { LineInput, ReserveInput } from "./reservations.ts";
 
 // Every request is checked here before it reaches the domain. Each check
 // adds {field, description} violations (the shape of google.rpc.BadRequest)
-// and the request is refused with all of them at once.
+// and the request is refused with all of them at once. The work is bounded
+// by the limits, not by the request: counts are checked before any item is
+// looked at, lengths before any pattern runs, at most MAX_VIOLATIONS are
+// listed, and a message quotes a value only through quoted().
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const SKU = /^[A-Za-z0-9_-]{1,64}$/;
-const CURRENCY = /^[A-Z]{3}$/;
+const SKU = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_SKU_LENGTH}}$`);
+const CURRENCY = new RegExp(`^[A-Z]{${CURRENCY_LENGTH}}$`);
 
 class Violations {
   readonly list: FieldViolation[] = [];
+  /** Violations found beyond the MAX_VIOLATIONS listed. */
+  omitted = 0;
 
   add(field: string, description: string): void {
-    this.list.push({ field, description });
+    if (this.list.length < MAX_VIOLATIONS) this.list.push({ field, description });
+    else this.omitted++;
+  }
+
+  get found(): boolean {
+    return this.list.length > 0;
   }
 
   /** The UUID in lower case (as PostgreSQL prints it), or a violation. */
   uuid(field: string, value: string): string {
     if (value === "") this.add(field, "is required");
-    else if (!UUID.test(value)) this.add(field, `must be a UUID, got "${value}"`);
+    else if (value.length !== UUID_LENGTH || !UUID.test(value)) this.add(field, `must be a UUID, got ${quoted(value)}`);
     return value.toLowerCase();
   }
 
   text(field: string, value: string, max: number, required: boolean): string {
     if (required && value.trim() === "") this.add(field, "is required");
-    else if ([...value].length > max) this.add(field, `must be at most ${max} characters`);
+    // A character is one or two UTF-16 units: the cheap length decides
+    // unless it is within a factor of two of the bound.
+    else if (value.length > 2 * max || (value.length > max && [...value].length > max)) {
+      this.add(field, `must be at most ${max} characters, got ${value.length}`);
+    }
     // PostgreSQL text cannot hold U+0000.
     else if (value.includes("\u0000")) this.add(field, "must not contain NUL characters");
     return value;
@@ -62,13 +81,20 @@ class Violations {
 
   /** Throws the invalid_input error when any violation was found. */
   check(): void {
-    if (this.list.length > 0) throw inventoryErrors.invalidInput(this.list);
+    if (this.found) throw inventoryErrors.invalidInput(this.list, this.omitted);
   }
+}
+
+/** A violation when `input` has more than `max` items; checked before any item is. */
+function tooMany(v: Violations, field: string, input: readonly unknown[], max: number, noun: string): boolean {
+  if (input.length <= max) return false;
+  v.add(field, `must have at most ${max} ${noun}, got ${input.length}`);
+  return true;
 }
 
 function lines(v: Violations, field: string, input: readonly Line[]): LineInput[] {
   if (input.length === 0) v.add(field, "must have at least one line");
-  if (input.length > MAX_LINES) v.add(field, `must have at most ${MAX_LINES} lines, got ${input.length}`);
+  if (tooMany(v, field, input, MAX_LINES, "lines")) return [];
   const seen = new Map<string, number>();
   return input.map((line, i) => {
     const productId = v.uuid(`${field}[${i}].product_id`, line.productId);
@@ -108,9 +134,7 @@ export function parseReserveStock(req: ReserveStockRequest): ReserveInput {
  */
 export function parseReserveOrders(req: ReserveOrdersRequest): PromiseSettledResult<ReserveInput>[] {
   const v = new Violations();
-  if (req.orders.length > MAX_RESERVE_BATCH) {
-    v.add("orders", `must have at most ${MAX_RESERVE_BATCH} orders, got ${req.orders.length}`);
-  }
+  tooMany(v, "orders", req.orders, MAX_RESERVE_BATCH, "orders");
   const lineCount = req.orders.reduce((n, o) => n + o.lines.length, 0);
   if (lineCount > MAX_RESERVE_BATCH_LINES) {
     v.add("orders", `must have at most ${MAX_RESERVE_BATCH_LINES} lines in all, got ${lineCount}`);
@@ -160,9 +184,7 @@ export function parseProductId(productId: string): string {
 /** Validates a ConfirmReservations request; returns its order ids without repeats. */
 export function parseConfirmReservations(req: ConfirmReservationsRequest): string[] {
   const v = new Violations();
-  if (req.orderIds.length > MAX_CONFIRM_BATCH) {
-    v.add("order_ids", `must have at most ${MAX_CONFIRM_BATCH} ids, got ${req.orderIds.length}`);
-  }
+  if (tooMany(v, "order_ids", req.orderIds, MAX_CONFIRM_BATCH, "ids")) v.check();
   const ids = req.orderIds.map((id, i) => v.uuid(`order_ids[${i}]`, id));
   v.check();
   return [...new Set(ids)];
@@ -174,7 +196,9 @@ export function parseListProducts(req: ListProductsRequest): ListProductsInput {
   const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
   if (pageSize < 1 || pageSize > MAX_PAGE_SIZE) v.add("page_size", `must be from 1 to ${MAX_PAGE_SIZE}, got ${req.pageSize}`);
   let afterSku: string | undefined;
-  if (req.pageToken !== "") {
+  if (req.pageToken.length > MAX_PAGE_TOKEN_LENGTH) {
+    v.add("page_token", `is not a page token returned by ListProducts (at most ${MAX_PAGE_TOKEN_LENGTH} characters, got ${req.pageToken.length})`);
+  } else if (req.pageToken !== "") {
     afterSku = decodePageToken(req.pageToken);
     if (afterSku === undefined) v.add("page_token", "is not a page token returned by ListProducts");
   }
@@ -185,12 +209,16 @@ export function parseListProducts(req: ListProductsRequest): ListProductsInput {
 /** Validates a CreateProduct request. */
 export function parseCreateProduct(req: CreateProductRequest): CreateProductInput {
   const v = new Violations();
-  if (!SKU.test(req.sku)) v.add("sku", `must be 1 to 64 letters, digits, '-' or '_', got "${req.sku}"`);
+  if (req.sku.length > MAX_SKU_LENGTH || !SKU.test(req.sku)) {
+    v.add("sku", `must be 1 to ${MAX_SKU_LENGTH} letters, digits, '-' or '_', got ${quoted(req.sku)}`);
+  }
   const name = v.text("name", req.name.trim(), MAX_NAME_LENGTH, true);
   const description = v.text("description", req.description, MAX_DESCRIPTION_LENGTH, false);
   if (req.priceMinor < 0n) v.add("price_minor", "must be zero or more");
   else if (req.priceMinor > MAX_PRICE_MINOR) v.add("price_minor", `must be at most ${MAX_PRICE_MINOR}`);
-  if (!CURRENCY.test(req.currency)) v.add("currency", `must be an ISO 4217 code of three upper-case letters, got "${req.currency}"`);
+  if (req.currency.length !== CURRENCY_LENGTH || !CURRENCY.test(req.currency)) {
+    v.add("currency", `must be an ISO 4217 code of three upper-case letters, got ${quoted(req.currency)}`);
+  }
   if (req.initialStock < 0) v.add("initial_stock", "must be zero or more");
   else if (req.initialStock > MAX_ON_HAND) v.add("initial_stock", `must be at most ${MAX_ON_HAND}`);
   v.check();
@@ -239,6 +267,6 @@ export function parseAdjustStock(req: AdjustStockRequest): AdjustStockInput {
   const note = v.text("note", req.note, MAX_NOTE_LENGTH, false);
   const actor = v.text("actor", req.actor, MAX_ACTOR_LENGTH, false);
   // Whenever change or reason is missing a violation was recorded.
-  if (v.list.length > 0 || change === undefined || reason === undefined) throw inventoryErrors.invalidInput(v.list);
+  if (v.found || change === undefined || reason === undefined) throw inventoryErrors.invalidInput(v.list, v.omitted);
   return { productId, change, reason, note, actor };
 }
