@@ -10,7 +10,9 @@ import type { Config } from "./config.ts";
 import { rateLimited } from "./errors.ts";
 import { dbPlugin } from "./plugins/db.ts";
 import { inventoryPlugin } from "./plugins/inventory.ts";
+import { metricsPlugin } from "./plugins/metrics.ts";
 import { openApiPlugin } from "./plugins/openapi.ts";
+import { placementPlugin } from "./plugins/placement.ts";
 import { problemsPlugin, sendError } from "./plugins/problems.ts";
 import { requestContextPlugin } from "./request-context.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -67,6 +69,8 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
   await app.register(dbPlugin, { url: databaseUrl, poolSize: config.dbPoolSize });
   await app.register(inventoryPlugin, { url: config.inventoryUrl, timeoutMs: config.inventoryTimeoutMs });
   await app.register(openApiPlugin);
+  await app.register(metricsPlugin);
+  await app.register(placementPlugin, config.batching);
 
   await app.register(healthRoutes);
   await app.register(orderRoutes, { prefix: "/api/v1" });

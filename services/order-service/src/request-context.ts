@@ -30,3 +30,12 @@ export const forwardRequestId: Interceptor = (next) => async (req) => {
   if (requestId !== undefined && !req.header.has("x-request-id")) req.header.set("x-request-id", requestId);
   return next(req);
 };
+
+/**
+ * Runs `work` outside any request's context: a batch serves many requests,
+ * so its calls to inventory must not carry the id of whichever request
+ * happened to start it.
+ */
+export function outsideRequest<T>(work: () => T): T {
+  return requestIds.exit(work);
+}
