@@ -1,3 +1,6 @@
+import { DEFAULT_BATCH_BOUNDS, type BatchBounds } from "./stock/coalescing.ts";
+import { MAX_RESERVE_BATCH } from "./stock/limits.ts";
+
 /** Settings of the inventory service, read once from the environment at start. */
 export interface Config {
   readonly nodeEnv: string;
@@ -25,6 +28,12 @@ export interface Config {
   readonly healthCheckIntervalMs: number;
   /** The longest a unary call may run, whatever deadline its client set. */
   readonly grpcMaxTimeoutMs: number;
+
+  // Batching and metrics.
+  /** Bounds of the batches ReserveStock, ReleaseStock and CommitStock calls are served in. */
+  readonly batching: BatchBounds;
+  /** Plain HTTP port serving GET /metrics (Prometheus) on serverHost; 0: none. */
+  readonly metricsPort: number;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -97,6 +106,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: integer("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     healthCheckIntervalMs: integer("HEALTH_CHECK_INTERVAL_MS", 2000, 50, 600_000),
     grpcMaxTimeoutMs: integer("GRPC_MAX_TIMEOUT_MS", 30_000, 100, 3_600_000),
+
+    // Batching and metrics.
+    batching: Object.freeze({
+      maxBatchSize: integer("BATCH_MAX_SIZE", DEFAULT_BATCH_BOUNDS.maxBatchSize, 1, MAX_RESERVE_BATCH),
+      maxInFlight: integer("BATCH_MAX_IN_FLIGHT", DEFAULT_BATCH_BOUNDS.maxInFlight, 1, 64),
+      maxQueued: integer("BATCH_MAX_QUEUED", DEFAULT_BATCH_BOUNDS.maxQueued, 0, 1_000_000),
+    }),
+    metricsPort: integer("METRICS_PORT", 9464, 0, 65535),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -19,12 +19,15 @@ const server = await startInventoryServer({
   shutdownTimeoutMs: config.shutdownTimeoutMs,
   healthCheckIntervalMs: config.healthCheckIntervalMs,
   maxTimeoutMs: config.grpcMaxTimeoutMs,
+  batching: config.batching,
+  metricsPort: config.metricsPort,
 }).catch(async (err: unknown) => {
   logger.fatal({ err }, "could not start");
   await database.stop();
   process.exit(1);
 });
 logger.info({ url: server.url, port: server.port, protocols: ["grpc", "grpc-web", "connect"] }, `inventory-service listening on ${server.url}`);
+if (server.metricsUrl) logger.info({ url: server.metricsUrl }, `metrics on ${server.metricsUrl}`);
 
 let stopping = false;
 /** Health turns NOT_SERVING first, then calls in flight drain (see InventoryServer.close). */

@@ -13,7 +13,9 @@ import { createHealthState, ServingStatus } from "./health/health-state.ts";
 import { deadlineCap } from "./interceptors/deadline.ts";
 import { callLogging } from "./interceptors/logging.ts";
 import { createLogger } from "./logger.ts";
+import { createMetrics, startMetricsServer, type MetricsServer } from "./metrics.ts";
 import { seed } from "./seed.ts";
+import type { BatchBounds } from "./stock/coalescing.ts";
 import { errorInterceptor } from "./stock/errors.ts";
 import { startExpirySweeper } from "./stock/expiry-sweeper.ts";
 
@@ -94,6 +96,10 @@ export interface InventoryServerOptions {
   healthCheckIntervalMs?: number;
   /** The longest a unary call may run, whatever its deadline (default 30 s). */
   maxTimeoutMs?: number;
+  /** Bounds of the batches single-order calls are served in (default DEFAULT_BATCH_BOUNDS). */
+  batching?: BatchBounds;
+  /** Plain HTTP port of GET /metrics, on `host`; 0 or unset: not served (the metrics are still kept). */
+  metricsPort?: number;
 }
 
 /** A running inventory service. */
@@ -102,6 +108,8 @@ export interface InventoryServer {
   url: string;
   port: number;
   db: Kysely<Database>;
+  /** Base URL of GET /metrics, when served. */
+  metricsUrl: string | undefined;
   /**
    * Shuts down in the order load balancers need: every health status turns
    * NOT_SERVING and open Watch streams end first, then the server stops
@@ -152,14 +160,24 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
     onChange: (reachable, err) =>
       reachable ? logger.info("database reachable: serving") : logger.warn({ err }, "database unreachable: not serving"),
   });
+  const metrics = createMetrics();
   const grpc = createGrpcServer(
-    inventoryServerRoutes({ db, health, reservationTtlSeconds: options.reservationTtlSeconds ?? 900 }),
+    inventoryServerRoutes({
+      db,
+      health,
+      reservationTtlSeconds: options.reservationTtlSeconds ?? 900,
+      batching: options.batching,
+      onBatch: metrics.observeBatch,
+    }),
     [callLogging(logger), errorInterceptor, deadlineCap(options.maxTimeoutMs ?? 30_000)],
   );
   let port: number;
+  let metricsServer: MetricsServer | undefined;
   try {
     port = await grpc.listen(options.port ?? 0, host);
+    if (options.metricsPort) metricsServer = await startMetricsServer(metrics, options.metricsPort, host);
   } catch (e) {
+    await grpc.close(0);
     stopWatching();
     await sweeper.stop();
     await db.destroy();
@@ -171,6 +189,7 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
     health.shutdown();
     stopWatching();
     await grpc.close(options.shutdownTimeoutMs ?? 10_000);
+    await metricsServer?.close();
     await sweeper.stop();
     await db.destroy();
   };
@@ -179,6 +198,7 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
     url: `http://${urlHost}:${port}`,
     port,
     db,
+    metricsUrl: metricsServer && `http://${urlHost}:${metricsServer.port}/metrics`,
     close: () => (closing ??= shutdown()),
   };
 }

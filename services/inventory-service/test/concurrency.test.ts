@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { AdjustmentReason, InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AdjustmentReason } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
+import { outcomes, replicaClients, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -11,18 +10,8 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-/** Status code of each settled call: "ok" or the gRPC code's name. */
-function outcomes(results: PromiseSettledResult<unknown>[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.status === "fulfilled" ? "ok" : Code[ConnectError.from(r.reason).code];
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
-
 /** Clients on separate HTTP/2 connections, as separate order-service replicas would be. */
-const clients = () => Array.from({ length: 4 }, () => createClient(InventoryService, createGrpcTransport({ baseUrl: h.server.url })));
+const clients = () => replicaClients(h.server);
 
 it("lets exactly ten of two hundred racing orders have the last ten units", async () => {
   const product = await h.product({ initialStock: 10 });

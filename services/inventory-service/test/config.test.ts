@@ -89,3 +89,23 @@ describe("configuration", () => {
     ]);
   });
 });
+
+describe("batching and metrics configuration", () => {
+  it("bounds batches by default and serves metrics on 9464", () => {
+    expect(loadConfig({})).toMatchObject({
+      batching: { maxBatchSize: 100, maxInFlight: 4, maxQueued: 2000 },
+      metricsPort: 9464,
+    });
+  });
+
+  it("reads and checks its variables", () => {
+    expect(
+      loadConfig({ BATCH_MAX_SIZE: "50", BATCH_MAX_IN_FLIGHT: "2", BATCH_MAX_QUEUED: "0", METRICS_PORT: "0" }),
+    ).toMatchObject({ batching: { maxBatchSize: 50, maxInFlight: 2, maxQueued: 0 }, metricsPort: 0 });
+    expect(problemsOf({ BATCH_MAX_SIZE: "501", BATCH_MAX_IN_FLIGHT: "0", METRICS_PORT: "x" })).toEqual([
+      'BATCH_MAX_SIZE must be an integer from 1 to 500, got "501"',
+      'BATCH_MAX_IN_FLIGHT must be an integer from 1 to 64, got "0"',
+      'METRICS_PORT must be an integer from 0 to 65535, got "x"',
+    ]);
+  });
+});

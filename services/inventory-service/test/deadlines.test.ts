@@ -5,7 +5,7 @@ import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
 import { ReservationStatus } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
+import { lockStockRow, rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
 
 /** The server's log lines, as JSON objects. */
 const logs: Record<string, unknown>[] = [];
@@ -21,17 +21,6 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-/**
- * Holds the row lock of a product's stock level in another transaction
- * until the returned function is called: a reservation of that product
- * waits for it, as it would behind a slow concurrent writer.
- */
-async function lockStockRow(productId: string): Promise<() => Promise<void>> {
-  const tx = await h.server.db.startTransaction().execute();
-  await tx.selectFrom("stock_levels").select("product_id").where("product_id", "=", productId).forUpdate().execute();
-  return () => tx.commit().execute();
-}
-
 async function reservationOf(orderId: string) {
   return h.server.db.selectFrom("reservations").selectAll().where("order_id", "=", orderId).executeTakeFirst();
 }
@@ -41,7 +30,7 @@ describe("a ReserveStock whose deadline passes while it waits for a lock", () =>
     const product = await h.product({ initialStock: 5 });
     const orderId = randomUUID();
     const lines = [{ productId: product.id, quantity: 2 }];
-    const release = await lockStockRow(product.id);
+    const release = await lockStockRow(h.server, product.id);
     const logged = logs.length;
 
     const err = await rpcError(h.client.reserveStock({ orderId, lines }, { timeoutMs: 100 }));
@@ -67,7 +56,7 @@ describe("the server's cap on call time (maxTimeoutMs)", () => {
   it("ends a call without a deadline that runs past the cap as DEADLINE_EXCEEDED, reserving nothing", async () => {
     const product = await h.product({ initialStock: 5 });
     const orderId = randomUUID();
-    const release = await lockStockRow(product.id);
+    const release = await lockStockRow(h.server, product.id);
     setTimeout(() => void release(), 600);
 
     const err = await rpcError(h.client.reserveStock({ orderId, lines: [{ productId: product.id, quantity: 1 }] }));

@@ -1,10 +1,11 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   CreateProductRequestSchema,
   InventoryService,
   type Product,
+  type StockLevel,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import { sql } from "kysely";
@@ -16,6 +17,8 @@ export interface Harness {
   client: Client<typeof InventoryService>;
   /** Creates a product with a unique SKU (and 10 units unless told otherwise). */
   product(fields?: MessageInitShape<typeof CreateProductRequestSchema>): Promise<Product>;
+  /** A product's stock level as GetProduct reports it. */
+  stockOf(productId: string): Promise<StockLevel>;
   close(): Promise<void>;
 }
 
@@ -38,6 +41,7 @@ export async function startHarness(options: Partial<InventoryServerOptions> = {}
       };
       return (await client.createProduct(create(CreateProductRequestSchema, { ...defaults, ...fields }))).product!;
     },
+    stockOf: async (productId) => (await client.getProduct({ productId })).product!.stock!,
     close: () => server.close(),
   };
 }
@@ -50,6 +54,32 @@ export async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
     return ConnectError.from(e);
   }
   throw new Error("expected the call to fail, but it succeeded");
+}
+
+/** Clients on separate HTTP/2 connections, as separate order-service replicas would be. */
+export function replicaClients(server: InventoryServer, count = 4): Client<typeof InventoryService>[] {
+  return Array.from({ length: count }, () => createClient(InventoryService, createGrpcTransport({ baseUrl: server.url })));
+}
+
+/** Status code of each settled call: "ok" or the gRPC code's name, counted. */
+export function outcomes(results: PromiseSettledResult<unknown>[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of results) {
+    const key = r.status === "fulfilled" ? "ok" : Code[ConnectError.from(r.reason).code];
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/**
+ * Holds the row lock of a product's stock level in another transaction
+ * until the returned function is called: a reservation of that product
+ * waits for it, as it would behind a slow concurrent writer.
+ */
+export async function lockStockRow(server: InventoryServer, productId: string): Promise<() => Promise<void>> {
+  const tx = await server.db.startTransaction().execute();
+  await tx.selectFrom("stock_levels").select("product_id").where("product_id", "=", productId).forUpdate().execute();
+  return () => tx.commit().execute();
 }
 
 /**

@@ -47,7 +47,12 @@ describe("ServerReflectionInfo", () => {
     );
     expect(answers).toHaveLength(2);
     expect(errorOf(answers[0])).toMatchObject({ errorCode: Code.NotFound, errorMessage: 'symbol "inventory.v1.NoSuchThing" not found' });
-    expect(fileNames(answers[1])).toEqual(["inventory/v1/inventory.proto", "google/protobuf/timestamp.proto"]);
+    expect(fileNames(answers[1])).toEqual([
+      "inventory/v1/inventory.proto",
+      "google/protobuf/timestamp.proto",
+      "google/rpc/status.proto",
+      "google/protobuf/any.proto",
+    ]);
   });
 
   it("sends each dependency once per stream, and the requested file every time", async () => {
@@ -57,7 +62,7 @@ describe("ServerReflectionInfo", () => {
       { case: "fileByFilename", value: "google/protobuf/timestamp.proto" },
     );
     expect(answers.map(fileNames)).toEqual([
-      ["inventory/v1/inventory.proto", "google/protobuf/timestamp.proto"],
+      ["inventory/v1/inventory.proto", "google/protobuf/timestamp.proto", "google/rpc/status.proto", "google/protobuf/any.proto"],
       ["inventory/v1/inventory.proto"],
       ["google/protobuf/timestamp.proto"],
     ]);

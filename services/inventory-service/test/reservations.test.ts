@@ -11,10 +11,6 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-async function stockOf(productId: string) {
-  return (await h.client.getProduct({ productId })).product!.stock!;
-}
-
 describe("ReserveStock", () => {
   it("reserves every line with the product's current price and an expiry time", async () => {
     const laptop = await h.product({ priceMinor: 149999n, currency: "USD", initialStock: 5 });
@@ -39,8 +35,8 @@ describe("ReserveStock", () => {
     const expiresInMs = Number(reservation!.expireTime!.seconds) * 1000 - before;
     expect(expiresInMs).toBeGreaterThan(590_000);
     expect(expiresInMs).toBeLessThan(610_000);
-    expect(await stockOf(laptop.id)).toMatchObject({ onHand: 5, reserved: 2, available: 3 });
-    expect(await stockOf(mouse.id)).toMatchObject({ onHand: 5, reserved: 3, available: 2 });
+    expect(await h.stockOf(laptop.id)).toMatchObject({ onHand: 5, reserved: 2, available: 3 });
+    expect(await h.stockOf(mouse.id)).toMatchObject({ onHand: 5, reserved: 3, available: 2 });
   });
 
   it("reserves nothing and names every short line when any line is short", async () => {
@@ -65,7 +61,7 @@ describe("ReserveStock", () => {
     ]);
     expect(err.findDetails(BadRequestSchema)).toEqual([]);
     expect(err.rawMessage).toContain(b.id);
-    expect(await stockOf(a.id)).toMatchObject({ reserved: 0, available: 5 });
+    expect(await h.stockOf(a.id)).toMatchObject({ reserved: 0, available: 5 });
   });
 
   it("answers NOT_FOUND naming an unknown product, reserving nothing", async () => {
@@ -83,7 +79,7 @@ describe("ReserveStock", () => {
     );
     expect(err.code).toBe(Code.NotFound);
     expect(err.rawMessage).toBe(`product ${unknown} not found`);
-    expect(await stockOf(known.id)).toMatchObject({ reserved: 0 });
+    expect(await h.stockOf(known.id)).toMatchObject({ reserved: 0 });
     // The failed attempt left no reservation behind: the order can try again.
     const retry = await h.client.reserveStock({ orderId, lines: [{ productId: known.id, quantity: 1 }] });
     expect(retry.reservation?.status).toBe(ReservationStatus.RESERVED);
@@ -108,8 +104,8 @@ describe("ReserveStock", () => {
       ],
     });
     expect(again.reservation).toEqual(first.reservation);
-    expect(await stockOf(a.id)).toMatchObject({ reserved: 1 });
-    expect(await stockOf(b.id)).toMatchObject({ reserved: 2 });
+    expect(await h.stockOf(a.id)).toMatchObject({ reserved: 1 });
+    expect(await h.stockOf(b.id)).toMatchObject({ reserved: 2 });
   });
 
   it("refuses the same order id with different lines as ALREADY_EXISTS", async () => {
@@ -118,7 +114,7 @@ describe("ReserveStock", () => {
     await h.client.reserveStock({ orderId, lines: [{ productId: a.id, quantity: 1 }] });
     const err = await rpcError(h.client.reserveStock({ orderId, lines: [{ productId: a.id, quantity: 2 }] }));
     expect(err.code).toBe(Code.AlreadyExists);
-    expect(await stockOf(a.id)).toMatchObject({ reserved: 1 });
+    expect(await h.stockOf(a.id)).toMatchObject({ reserved: 1 });
   });
 
   it("refuses to reserve again for an order whose reservation was released", async () => {
@@ -171,10 +167,10 @@ describe("ReleaseStock", () => {
     const first = await h.client.releaseStock({ orderId, reason: "order cancelled" });
     expect(first.reservation?.status).toBe(ReservationStatus.RELEASED);
     expect(first.reservation?.expireTime).toBeUndefined();
-    expect(await stockOf(a.id)).toMatchObject({ onHand: 4, reserved: 0, available: 4 });
+    expect(await h.stockOf(a.id)).toMatchObject({ onHand: 4, reserved: 0, available: 4 });
     const second = await h.client.releaseStock({ orderId });
     expect(second.reservation?.status).toBe(ReservationStatus.RELEASED);
-    expect(await stockOf(a.id)).toMatchObject({ onHand: 4, reserved: 0 });
+    expect(await h.stockOf(a.id)).toMatchObject({ onHand: 4, reserved: 0 });
   });
 
   it("answers OK without a reservation for an unknown order", async () => {
@@ -201,7 +197,7 @@ describe("CommitStock", () => {
     expect(first.reservation?.status).toBe(ReservationStatus.COMMITTED);
     const second = await h.client.commitStock({ orderId });
     expect(second.reservation?.status).toBe(ReservationStatus.COMMITTED);
-    expect(await stockOf(a.id)).toMatchObject({ onHand: 6, reserved: 0, available: 6 });
+    expect(await h.stockOf(a.id)).toMatchObject({ onHand: 6, reserved: 0, available: 6 });
   });
 
   it("answers NOT_FOUND for an order without a reservation", async () => {
@@ -216,7 +212,7 @@ describe("CommitStock", () => {
     await h.client.releaseStock({ orderId });
     const err = await rpcError(h.client.commitStock({ orderId }));
     expect(err.code).toBe(Code.FailedPrecondition);
-    expect(await stockOf(a.id)).toMatchObject({ onHand: 10, reserved: 0 });
+    expect(await h.stockOf(a.id)).toMatchObject({ onHand: 10, reserved: 0 });
   });
 
   it("refuses a malformed order id", async () => {
@@ -270,7 +266,7 @@ describe("CheckStock", () => {
       [b.id, 10, 10, true],
       [a.id, 4, 3, false],
     ]);
-    expect(await stockOf(a.id)).toMatchObject({ reserved: 0 });
+    expect(await h.stockOf(a.id)).toMatchObject({ reserved: 0 });
   });
 
   it("answers NOT_FOUND for an unknown product", async () => {

@@ -70,7 +70,7 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s 
     expect(result).toMatchObject({ code: 0, stderr: "" });
     const methods = result.stdout.trim().split("\n");
     expect(methods).toEqual(SERVED.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`)).sort());
-    expect(methods.filter((m) => m.startsWith("inventory.v1.InventoryService/"))).toHaveLength(9);
+    expect(methods.filter((m) => m.startsWith("inventory.v1.InventoryService/"))).toHaveLength(10);
   });
 
   it("calls CheckStock from JSON", async () => {

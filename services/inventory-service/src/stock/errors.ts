@@ -1,6 +1,9 @@
 import { create } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { QueueFullError } from "@ecommerce/batching/batcher.ts";
 import { BadRequest_FieldViolationSchema, BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
+import { StatusSchema, type Status } from "@ecommerce/gen/google/rpc/status_pb.ts";
 import { InsufficientStockSchema, ShortLineSchema } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import type { ReservationStatus } from "../db/database.ts";
 
@@ -166,6 +169,10 @@ function detailsOf(e: InventoryError) {
 function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof InventoryError) return new ConnectError(e.message, GRPC_CODES[e.code], undefined, detailsOf(e), e);
+  // A batched step whose queue is at its bound: busy now, retry later.
+  if (e instanceof QueueFullError) {
+    return new ConnectError("inventory is overloaded; retry later", Code.ResourceExhausted, undefined, undefined, e);
+  }
   if (e instanceof Error && e.name === "AbortError") return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, e);
   // lock_timeout, set from the call's deadline, ended the wait for a lock.
   if ((e as { code?: unknown }).code === "55P03") {
@@ -183,6 +190,22 @@ function toConnectError(e: unknown): ConnectError {
   }
   if (isDatabaseUnavailable(e)) return new ConnectError("the inventory database is unavailable", Code.Unavailable, undefined, undefined, e);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+}
+
+/**
+ * The google.rpc.Status a call failing with `e` would end with, for
+ * answers that carry one outcome per item (ReserveOrders): the same code,
+ * message and details as {@link toConnectError} gives the call.
+ */
+export function toStatus(e: unknown): Status {
+  const error = toConnectError(e);
+  return create(StatusSchema, {
+    code: error.code,
+    message: error.rawMessage,
+    details: error.details.map((d) =>
+      "desc" in d ? anyPack(d.desc, create(d.desc, d.value)) : { typeUrl: `type.googleapis.com/${d.type}`, value: d.value },
+    ),
+  });
 }
 
 /**

@@ -4,6 +4,9 @@
 
 /** Most lines in one CheckStock or ReserveStock request. */
 export const MAX_LINES = 100;
+/** Most orders in one ReserveOrders request, and most lines in all of them. */
+export const MAX_RESERVE_BATCH = 500;
+export const MAX_RESERVE_BATCH_LINES = 5000;
 /** Most units of one product in one line. */
 export const MAX_LINE_QUANTITY = 1_000_000;
 /** Most units a product can have on hand. */

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import type { Database, ReservationLineRow, ReservationRow } from "../db/database.ts";
+import type { Database, ReservationLineRow, ReservationRow, ReservationStatus } from "../db/database.ts";
 import { inventoryErrors, type ShortLine } from "./errors.ts";
-import { lockStock, moveStock, type Db, type LockedStock, type Movement } from "./stock-levels.ts";
+import { lockStock, moveStock, type Db, type Movement } from "./stock-levels.ts";
 
 /** A product and how many units of it an order wants. */
 export interface LineInput {
@@ -29,62 +29,149 @@ type Ending = keyof typeof ENDINGS;
 
 const LIVE = ["reserved", "confirmed"] as const;
 
+/** What became of one order of a batch: its reservation, or why it has none. */
+export type ReserveOutcome = PromiseSettledResult<ReservationRecord>;
+
+/** One line of reserve_orders()'s answer (see migration 0003). */
+interface DecidedLine {
+  order_index: number;
+  outcome: "reserved" | "existing" | "unknown" | "short" | "taken";
+  status: ReservationStatus | null;
+  expires_at: Date | null;
+  created_at: Date | null;
+  updated_at: Date | null;
+  product_id: string;
+  quantity: number;
+  available: number | null;
+  unit_price_minor: bigint | null;
+  currency: string | null;
+}
+
 /**
- * Reserves every line of an order or none, holding the stock until
- * `ttlSeconds` from now unless confirmed. Idempotent on the order id: a
- * repeat with the same lines returns the reservation as it is.
+ * Reserves stock for a batch of orders, each all of its lines or none,
+ * holding it until `ttlSeconds` from now unless confirmed, and answers each
+ * order with its own outcome, in order. Idempotent on the order id: a repeat
+ * with the same lines gets the reservation as it is. Orders are decided in
+ * the order given, each against the stock the ones before it left, and one
+ * order's refusal never touches another.
  *
- * This is the hot path of every order, so it is one call of the
- * reserve_stock() database function (migration 0002): one round trip and
- * one commit. It locks the stock rows in product id order (the order every
- * writer uses, so overlapping reservations queue instead of deadlocking)
- * and, only when every line is known and available, inserts the
- * reservation, its lines, the stock change and its ledger rows. It waits
- * for locks at most `lockTimeoutMs`, the time the caller has left.
+ * This is the hot path of every order, so the whole batch is one call of
+ * the reserve_orders() database function (migration 0003): one round trip
+ * and one commit, whatever its size. It waits for locks at most
+ * `lockTimeoutMs` (0: no bound), the time its callers have left.
  */
-export async function reserveStock(db: Db, input: ReserveInput, ttlSeconds: number, lockTimeoutMs: number): Promise<ReservationRecord> {
-  const { rows } = await sql<LockedStock & { reserved_now: boolean; expires_at: Date | null; created_at: Date | null }>`
-    SELECT * FROM reserve_stock(
-      ${input.orderId}::uuid, ${input.lines.map((l) => l.productId)}::uuid[], ${input.lines.map((l) => l.quantity)}::int[],
+export async function reserveOrders(
+  db: Db,
+  inputs: readonly ReserveInput[],
+  ttlSeconds: number,
+  lockTimeoutMs: number,
+): Promise<ReserveOutcome[]> {
+  // reserve_orders() takes each order once. An order named again (a
+  // client's retry racing its first call into the same batch) is decided
+  // after the first, as the repeat it is, in a call of its own.
+  const rounds: number[][] = [];
+  const seen = new Map<string, number>();
+  inputs.forEach((input, i) => {
+    const round = seen.get(input.orderId) ?? 0;
+    seen.set(input.orderId, round + 1);
+    (rounds[round] ??= []).push(i);
+  });
+  const outcomes: ReserveOutcome[] = [];
+  for (const round of rounds) {
+    const decided = await reserveDistinct(db, round.map((i) => inputs[i]!), ttlSeconds, lockTimeoutMs);
+    round.forEach((i, k) => (outcomes[i] = decided[k]!));
+  }
+  return outcomes;
+}
+
+/** {@link reserveOrders} for orders named once each. */
+async function reserveDistinct(
+  db: Db,
+  inputs: readonly ReserveInput[],
+  ttlSeconds: number,
+  lockTimeoutMs: number,
+): Promise<ReserveOutcome[]> {
+  const decided = await decide(db, inputs, ttlSeconds, lockTimeoutMs);
+  // An order "taken" by a twin call counted against the running
+  // availability although the twin's reservation was already in the stock
+  // figures: orders refused as short after it may have been refused wrongly.
+  // Decide them again (nothing was written for them); this needs a twin
+  // racing in another batch, so it is rare.
+  const outcomes = decided.map((rows) => rows[0]?.outcome);
+  if (outcomes.includes("taken") && outcomes.includes("short")) {
+    const again = inputs.flatMap((input, i) => (outcomes[i] === "short" ? [i] : []));
+    const redecided = await decide(db, again.map((i) => inputs[i]!), ttlSeconds, lockTimeoutMs);
+    again.forEach((i, k) => (decided[i] = redecided[k]!));
+  }
+  return Promise.all(
+    inputs.map((input, i) =>
+      outcomeOf(db, input, decided[i]!).then(
+        (value): ReserveOutcome => ({ status: "fulfilled", value }),
+        (reason: unknown): ReserveOutcome => ({ status: "rejected", reason }),
+      ),
+    ),
+  );
+}
+
+/** One reserve_orders() call: each input's lines of its answer, in input order. */
+async function decide(db: Db, inputs: readonly ReserveInput[], ttlSeconds: number, lockTimeoutMs: number): Promise<DecidedLine[][]> {
+  const lines = inputs.flatMap((input, i) => input.lines.map((l) => ({ order: i + 1, ...l })));
+  const { rows } = await sql<DecidedLine>`
+    SELECT * FROM reserve_orders(
+      ${inputs.map((i) => i.orderId)}::uuid[], ${lines.map((l) => l.order)}::int[],
+      ${lines.map((l) => l.productId)}::uuid[], ${lines.map((l) => l.quantity)}::int[],
       ${ttlSeconds}::int, ${Math.ceil(lockTimeoutMs)}::int
     )
   `.execute(db);
+  const byOrder = inputs.map((): DecidedLine[] => []);
+  for (const row of rows) byOrder[row.order_index - 1]!.push(row);
+  return byOrder;
+}
 
-  const made = rows[0];
-  if (made?.reserved_now) {
-    const quantities = new Map(input.lines.map((l) => [l.productId, l.quantity]));
-    return {
-      order_id: input.orderId,
-      status: "reserved",
-      expires_at: made.expires_at,
-      created_at: made.created_at!,
-      updated_at: made.created_at!,
-      lines: rows.map((s) => ({
+/** One order's reservation from its lines of reserve_orders()'s answer, or the refusal they mean. */
+async function outcomeOf(db: Db, input: ReserveInput, rows: readonly DecidedLine[]): Promise<ReservationRecord> {
+  const first = rows[0];
+  if (first === undefined) throw new Error(`reserve_orders() said nothing about order ${input.orderId}`);
+  switch (first.outcome) {
+    case "reserved":
+    case "existing": {
+      const reservation: ReservationRecord = {
         order_id: input.orderId,
-        product_id: s.product_id,
-        quantity: quantities.get(s.product_id)!,
-        unit_price_minor: s.price_minor,
-        currency: s.currency,
-      })),
-    };
+        status: first.status!,
+        expires_at: first.expires_at,
+        created_at: first.created_at!,
+        updated_at: first.updated_at!,
+        lines: rows.map((l) => ({
+          order_id: input.orderId,
+          product_id: l.product_id,
+          quantity: l.quantity,
+          unit_price_minor: l.unit_price_minor!,
+          currency: l.currency!,
+        })),
+      };
+      return first.outcome === "reserved" ? reservation : sameReservation(reservation, input);
+    }
+    case "unknown":
+    case "short": {
+      // Named in the order of the request, as the client wrote them.
+      const seen = new Map(rows.map((l) => [l.product_id, l.available]));
+      const unknown = input.lines.filter((l) => seen.get(l.productId) === null).map((l) => l.productId);
+      if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
+      const short: ShortLine[] = input.lines.flatMap(({ productId, quantity }) => {
+        const available = seen.get(productId) ?? 0;
+        return available < quantity ? [{ productId, requested: quantity, available }] : [];
+      });
+      throw inventoryErrors.insufficientStock(short);
+    }
+    case "taken": {
+      // A twin call committed a reservation for this order while the batch
+      // waited for its locks: answer from it.
+      const existing = await findReservation(db, input.orderId);
+      if (existing) return sameReservation(existing, input);
+      // Only a reservation that vanished in between could do this.
+      throw new Error(`reservation for order ${input.orderId} was neither made nor found`);
+    }
   }
-  // Nothing was reserved: the order already has a reservation (perhaps
-  // made by a twin call that committed while this one waited for the
-  // locks), or a line is unknown or short.
-  const existing = await findReservation(db, input.orderId);
-  if (existing) return sameReservation(existing, input);
-  const stock = new Map(rows.map((s) => [s.product_id, s]));
-  const unknown = input.lines.filter((l) => !stock.has(l.productId)).map((l) => l.productId);
-  if (unknown.length > 0) throw inventoryErrors.productNotFound(unknown);
-  const short: ShortLine[] = input.lines.flatMap(({ productId, quantity }) => {
-    const s = stock.get(productId)!;
-    const available = s.on_hand - s.reserved;
-    return available < quantity ? [{ productId, requested: quantity, available }] : [];
-  });
-  if (short.length > 0) throw inventoryErrors.insufficientStock(short);
-  // Every line was available, yet nothing was reserved and no reservation
-  // exists: only a reservation that vanished in between could do this.
-  throw new Error(`reservation for order ${input.orderId} was neither made nor found`);
 }
 
 /** The answer to a ReserveStock for an order that already has a reservation. */
@@ -112,67 +199,120 @@ function linesOf(db: Db, orderId: string): Promise<ReservationLineRow[]> {
 }
 
 /**
- * Gives an order's reserved stock back. Returns the reservation (already
- * released or expired ones unchanged), or undefined for an unknown order.
- * A committed reservation cannot be released: its goods have left.
+ * Gives orders' reserved stock back, each with its reason; one outcome per
+ * input, in order. Each gets its reservation (already released or expired
+ * ones unchanged), or undefined for an unknown order. A committed
+ * reservation cannot be released: its goods have left. An order named
+ * twice is released once; the second is answered as a repeat.
  */
-export async function releaseStock(db: Kysely<Database>, orderId: string, reason: string): Promise<ReservationRecord | undefined> {
-  return db.transaction().execute(async (tx) => {
-    const released = await endReservation(tx, orderId, "released", reason);
-    if (released) return released;
-    const current = await findReservation(tx, orderId);
-    if (current?.status === "committed") throw inventoryErrors.reservationClosed(orderId, current.status);
-    return current;
-  });
+export async function releaseOrders(
+  db: Kysely<Database>,
+  inputs: readonly { orderId: string; reason: string }[],
+  lockTimeoutMs: number,
+): Promise<PromiseSettledResult<ReservationRecord | undefined>[]> {
+  const ends = await endReservations(db, "released", inputs.map((i) => ({ orderId: i.orderId, note: i.reason })), lockTimeoutMs);
+  return ends.map(({ reservation, endedNow }, i) =>
+    settled(() => {
+      if (!endedNow && reservation?.status === "committed") throw inventoryErrors.reservationClosed(inputs[i]!.orderId, reservation.status);
+      return reservation;
+    }),
+  );
 }
 
 /**
- * Turns an order's reserved stock into sold stock. Committing again returns
- * the committed reservation; a released or expired one cannot be committed.
+ * Turns orders' reserved stock into sold stock; one outcome per order, in
+ * order. Committing again returns the committed reservation; a released or
+ * expired one cannot be committed, an unknown order is not found.
  */
-export async function commitStock(db: Kysely<Database>, orderId: string): Promise<ReservationRecord> {
-  return db.transaction().execute(async (tx) => {
-    const committed = await endReservation(tx, orderId, "committed", "");
-    if (committed) return committed;
-    const current = await findReservation(tx, orderId);
-    if (current === undefined) throw inventoryErrors.reservationNotFound(orderId);
-    if (current.status !== "committed") throw inventoryErrors.reservationClosed(orderId, current.status);
-    return current;
-  });
+export async function commitOrders(
+  db: Kysely<Database>,
+  orderIds: readonly string[],
+  lockTimeoutMs: number,
+): Promise<PromiseSettledResult<ReservationRecord>[]> {
+  const ends = await endReservations(db, "committed", orderIds.map((orderId) => ({ orderId, note: "" })), lockTimeoutMs);
+  return ends.map(({ reservation }, i) =>
+    settled(() => {
+      if (reservation === undefined) throw inventoryErrors.reservationNotFound(orderIds[i]!);
+      if (reservation.status !== "committed") throw inventoryErrors.reservationClosed(orderIds[i]!, reservation.status);
+      return reservation;
+    }),
+  );
+}
+
+function settled<T>(answer: () => T): PromiseSettledResult<T> {
+  try {
+    return { status: "fulfilled", value: answer() };
+  } catch (reason) {
+    return { status: "rejected", reason };
+  }
 }
 
 /**
- * Ends a live (reserved or confirmed) reservation and settles its stock, or
- * returns undefined when the order has no live reservation. The status
- * update locks the reservation row, so a racing release, commit or expiry
- * of the same order waits and then finds it no longer live.
+ * Ends the live (reserved or confirmed) reservations of a batch of orders
+ * in one transaction and settles their stock. Answers, per input, the
+ * order's reservation as it is afterwards (undefined when it has none) and
+ * whether this input ended it (the first input naming a live one).
+ *
+ * Locks the reservation rows first, in order id order, then their stock
+ * rows in product id order: the order every writer takes them in, so a
+ * racing batch, reservation or expiry of the same orders waits rather than
+ * deadlocks, and then finds them no longer live. Set-based: the same few
+ * statements whatever the batch's size. Waits for locks at most
+ * `lockTimeoutMs` (0: no bound).
  */
-async function endReservation(
-  tx: Transaction<Database>,
-  orderId: string,
+async function endReservations(
+  db: Kysely<Database>,
   ending: "released" | "committed",
-  note: string,
-): Promise<ReservationRecord | undefined> {
-  const reservation = await tx
-    .updateTable("reservations")
-    .set({ status: ending, expires_at: null, updated_at: sql<Date>`now()` })
-    .where("order_id", "=", orderId)
-    .where("status", "in", LIVE)
-    .returningAll()
-    .executeTakeFirst();
-  if (reservation === undefined) return undefined;
-  const lines = await linesOf(tx, orderId);
-  await settle(tx, lines, ending, note);
-  return { ...reservation, lines };
+  inputs: readonly { orderId: string; note: string }[],
+  lockTimeoutMs: number,
+): Promise<{ reservation: ReservationRecord | undefined; endedNow: boolean }[]> {
+  const orderIds = [...new Set(inputs.map((i) => i.orderId))].sort();
+  const { reservations, ended } = await db.transaction().execute(async (tx) => {
+    if (lockTimeoutMs > 0) await sql`SELECT set_config('lock_timeout', ${`${Math.ceil(lockTimeoutMs)}ms`}, true)`.execute(tx);
+    const found = await tx.selectFrom("reservations").selectAll().where("order_id", "in", orderIds).orderBy("order_id").forUpdate().execute();
+    const reservations = new Map(found.map((r): [string, ReservationRecord] => [r.order_id, { ...r, lines: [] }]));
+    const live = found.filter((r) => (LIVE as readonly string[]).includes(r.status)).map((r) => r.order_id);
+    if (found.length === 0) return { reservations, ended: new Set(live) };
+    const lines = await tx
+      .selectFrom("reservation_lines")
+      .selectAll()
+      .where("order_id", "in", [...reservations.keys()])
+      .orderBy("order_id")
+      .orderBy("product_id")
+      .execute();
+    for (const line of lines) reservations.get(line.order_id)!.lines.push(line);
+    if (live.length > 0) {
+      // An order named twice ends with the note of its first input.
+      const notes = new Map(inputs.toReversed().map((i) => [i.orderId, i.note]));
+      await settle(tx, live.flatMap((id) => reservations.get(id)!.lines), ending, (orderId) => notes.get(orderId)!);
+      const rows = await tx
+        .updateTable("reservations")
+        .set({ status: ending, expires_at: null, updated_at: sql<Date>`now()` })
+        .where("order_id", "in", live)
+        .returningAll()
+        .execute();
+      for (const r of rows) reservations.set(r.order_id, { ...r, lines: reservations.get(r.order_id)!.lines });
+    }
+    return { reservations, ended: new Set(live) };
+  });
+  return inputs.map(({ orderId }) => {
+    const endedNow = ended.delete(orderId);
+    return { reservation: reservations.get(orderId), endedNow };
+  });
 }
 
-/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows. */
-async function settle(tx: Transaction<Database>, lines: readonly ReservationLineRow[], ending: Ending, note: string) {
+/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows noting `noteOf` each order. */
+async function settle(
+  tx: Transaction<Database>,
+  lines: readonly ReservationLineRow[],
+  ending: Ending,
+  noteOf: (orderId: string) => string,
+) {
   const { kind, sold } = ENDINGS[ending];
   await lockStock(tx, [...new Set(lines.map((l) => l.product_id))]);
   await moveStock(
     tx,
-    lines.map((l) => movement(l, kind, { onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity }, note)),
+    lines.map((l) => movement(l, kind, { onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity }, noteOf(l.order_id))),
   );
 }
 
@@ -251,7 +391,7 @@ export async function expireReservations(db: Kysely<Database>, batchSize: number
         expired.map((r) => r.order_id),
       )
       .execute();
-    await settle(tx, lines, "expired", "reservation expired");
+    await settle(tx, lines, "expired", () => "reservation expired");
     return expired.length;
   });
 }

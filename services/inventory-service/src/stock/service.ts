@@ -8,6 +8,7 @@ import {
   ReservationSchema,
   ReservationStatus,
   ReservedLineSchema,
+  ReserveOutcomeSchema,
   StockLevelSchema,
   StockMovementSchema,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
@@ -16,13 +17,9 @@ import { stopWhenAborted } from "../db/abort.ts";
 import type { Database, StockMovementRow } from "../db/database.ts";
 import { adjustStock, checkStock, createProduct, getProduct, listProducts, type ProductWithStock } from "./products.ts";
 import { remainingMs } from "../interceptors/deadline.ts";
-import {
-  commitStock,
-  confirmReservations,
-  releaseStock,
-  reserveStock,
-  type ReservationRecord,
-} from "./reservations.ts";
+import { toStatus } from "./errors.ts";
+import { createCoalescing, DEFAULT_BATCH_BOUNDS, type BatchBounds, type BatchStep } from "./coalescing.ts";
+import { confirmReservations, reserveOrders, type ReservationRecord, type ReserveOutcome } from "./reservations.ts";
 import {
   parseAdjustStock,
   parseCheckStock,
@@ -32,6 +29,7 @@ import {
   parseOrderId,
   parseProductId,
   parseReleaseStock,
+  parseReserveOrders,
   parseReserveStock,
 } from "./validation.ts";
 
@@ -40,6 +38,10 @@ export interface InventoryServiceDeps {
   db: Kysely<Database>;
   /** How long an unconfirmed reservation holds its stock. */
   reservationTtlSeconds: number;
+  /** Bounds of the batches single-order calls are served in (default DEFAULT_BATCH_BOUNDS). */
+  batching?: BatchBounds;
+  /** Told each batch's size as it starts, for metrics. */
+  onBatch?: (step: BatchStep, size: number) => void;
 }
 
 /**
@@ -50,9 +52,20 @@ export interface InventoryServiceDeps {
  * Database work runs on a view of the pool bound to the call's signal: a
  * call whose deadline passed or whose client went away starts no further
  * statement, and its transaction rolls back (see stopWhenAborted).
+ * ReserveStock, ReleaseStock and CommitStock are the exception: concurrent
+ * calls share a transaction (see createCoalescing). ReserveOrders is a batch
+ * already and runs as it comes, in one reserve_orders() call of its own:
+ * splitting it across the shared queue would spread one request over
+ * several transactions and make it wait behind single calls.
  */
 export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<typeof InventoryService> {
   const forCall = ({ signal }: HandlerContext) => stopWhenAborted(deps.db, signal);
+  const batches = createCoalescing({
+    db: deps.db,
+    reservationTtlSeconds: deps.reservationTtlSeconds,
+    bounds: deps.batching ?? DEFAULT_BATCH_BOUNDS,
+    onBatch: deps.onBatch,
+  });
   return {
     async checkStock(req, call) {
       const lines = await checkStock(forCall(call), parseCheckStock(req));
@@ -62,18 +75,23 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       };
     },
     async reserveStock(req, call) {
-      const input = parseReserveStock(req);
-      const left = remainingMs(call);
-      const reservation = await reserveStock(forCall(call), input, deps.reservationTtlSeconds, Number.isFinite(left) ? Math.max(1, left) : 0);
-      return { reservation: toReservation(reservation) };
+      return { reservation: toReservation(await batches.reserve(parseReserveStock(req), call)) };
+    },
+    async reserveOrders(req, call) {
+      const orders = parseReserveOrders(req);
+      const valid = orders.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+      if (valid.length > 0) deps.onBatch?.("reserve_orders", valid.length);
+      const decided = (await reserveOrders(forCall(call), valid, deps.reservationTtlSeconds, lockTimeoutMs(call))).values();
+      return {
+        outcomes: orders.map((o, i) => toOutcome(req.orders[i]!.orderId, o.status === "fulfilled" ? decided.next().value! : o)),
+      };
     },
     async releaseStock(req, call) {
-      const { orderId, reason } = parseReleaseStock(req);
-      const reservation = await releaseStock(forCall(call), orderId, reason);
+      const reservation = await batches.release(parseReleaseStock(req), call);
       return { reservation: reservation && toReservation(reservation) };
     },
     async commitStock(req, call) {
-      return { reservation: toReservation(await commitStock(forCall(call), parseOrderId(req.orderId))) };
+      return { reservation: toReservation(await batches.commit(parseOrderId(req.orderId), call)) };
     },
     async confirmReservations(req, call) {
       const { confirmed, missing } = await confirmReservations(forCall(call), parseConfirmReservations(req));
@@ -94,6 +112,22 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       return { product: toProduct(product), movement: toMovement(movement) };
     },
   };
+}
+
+/** How long a call may wait for locks: the time it has left, 0 for no bound. */
+function lockTimeoutMs(call: HandlerContext): number {
+  const left = remainingMs(call);
+  return Number.isFinite(left) ? Math.max(1, left) : 0;
+}
+
+function toOutcome(orderId: string, outcome: ReserveOutcome) {
+  return create(ReserveOutcomeSchema, {
+    orderId,
+    result:
+      outcome.status === "fulfilled"
+        ? { case: "reservation", value: toReservation(outcome.value) }
+        : { case: "error", value: toStatus(outcome.reason) },
+  });
 }
 
 const STATUSES = {

@@ -7,6 +7,7 @@ import {
   type Line,
   type ListProductsRequest,
   type ReleaseStockRequest,
+  type ReserveOrdersRequest,
   type ReserveStockRequest,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { inventoryErrors, type FieldViolation } from "./errors.ts";
@@ -22,6 +23,8 @@ import {
   MAX_ON_HAND,
   MAX_PAGE_SIZE,
   MAX_PRICE_MINOR,
+  MAX_RESERVE_BATCH,
+  MAX_RESERVE_BATCH_LINES,
 } from "./limits.ts";
 import { decodePageToken } from "./page-token.ts";
 import type { AdjustStockInput, CreateProductInput, ListProductsInput } from "./products.ts";
@@ -95,6 +98,39 @@ export function parseReserveStock(req: ReserveStockRequest): ReserveInput {
   const result = { orderId: v.uuid("order_id", req.orderId), lines: lines(v, "lines", req.lines) };
   v.check();
   return result;
+}
+
+/**
+ * Validates a ReserveOrders request. The request as a whole is refused for
+ * too many orders or lines or an order id given twice, before any order is
+ * looked at; then each order is checked as ReserveStock checks it, and a bad
+ * one becomes that order's own refusal, leaving the others to go ahead.
+ */
+export function parseReserveOrders(req: ReserveOrdersRequest): PromiseSettledResult<ReserveInput>[] {
+  const v = new Violations();
+  if (req.orders.length > MAX_RESERVE_BATCH) {
+    v.add("orders", `must have at most ${MAX_RESERVE_BATCH} orders, got ${req.orders.length}`);
+  }
+  const lineCount = req.orders.reduce((n, o) => n + o.lines.length, 0);
+  if (lineCount > MAX_RESERVE_BATCH_LINES) {
+    v.add("orders", `must have at most ${MAX_RESERVE_BATCH_LINES} lines in all, got ${lineCount}`);
+  }
+  v.check();
+  const seen = new Map<string, number>();
+  req.orders.forEach((o, i) => {
+    const id = o.orderId.toLowerCase();
+    const first = seen.get(id);
+    if (first === undefined) seen.set(id, i);
+    else v.add(`orders[${i}].order_id`, `repeats the order of orders[${first}]; list each order once`);
+  });
+  v.check();
+  return req.orders.map((order) => {
+    try {
+      return { status: "fulfilled", value: parseReserveStock(order) };
+    } catch (reason) {
+      return { status: "rejected", reason };
+    }
+  });
 }
 
 /** Validates a ReleaseStock request. */

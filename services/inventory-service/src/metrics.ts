@@ -1,0 +1,68 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { BATCH_STEPS, type BatchStep } from "./stock/coalescing.ts";
+
+/** The service's Prometheus metrics: batch sizes per step and the process's own. */
+export interface Metrics {
+  registry: Registry;
+  /** Records the size of one batch of `step`. */
+  observeBatch(step: BatchStep, size: number): void;
+}
+
+/**
+ * A registry of its own (so several servers in one process, as in tests,
+ * keep their figures apart) with prom-client's default process metrics and
+ * `inventory_batch_size{step}`, the histogram of how many calls each batch
+ * served: 1 at low load, growing with it.
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const batchSize = new Histogram({
+    name: "inventory_batch_size",
+    help: "Calls served by one batch (one transaction), per step",
+    labelNames: ["step"] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 500],
+    registers: [registry],
+  });
+  // Every step's series exists from the start, at zero, for scrapers to diff against.
+  for (const step of BATCH_STEPS) batchSize.zero({ step });
+  return { registry, observeBatch: (step, size) => batchSize.observe({ step }, size) };
+}
+
+/** A running metrics endpoint. */
+export interface MetricsServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `GET /metrics` in the Prometheus text format over plain HTTP/1.1:
+ * the gRPC port speaks h2c only, which scrapers cannot reach.
+ */
+export function startMetricsServer(metrics: Metrics, port: number, host: string): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== "GET" || req.url?.split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`${String(err)}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve({
+        port: (server.address() as AddressInfo).port,
+        close: () => new Promise((done) => {
+          server.close(() => done());
+          server.closeAllConnections();
+        }),
+      });
+    });
+  });
+}
