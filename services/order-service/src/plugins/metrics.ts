@@ -1,5 +1,6 @@
 import fp from "fastify-plugin";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import type { StepName } from "../orders/placement-steps.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -7,6 +8,8 @@ declare module "fastify" {
     metrics: { registry: Registry; batchSize: Histogram<"step"> };
   }
 }
+
+const STEPS: readonly StepName[] = ["store", "reserve", "settle"];
 
 /** Batch sizes by powers of two up to the largest batch (500). */
 const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 500];
@@ -30,6 +33,8 @@ export const metricsPlugin = fp(
       buckets: BATCH_SIZE_BUCKETS,
       registers: [registry],
     });
+    // Every step's series exists from the start, at zero, for scrapers to diff against.
+    for (const step of STEPS) batchSize.zero({ step });
     app.decorate("metrics", { registry, batchSize });
 
     app.get("/metrics", { schema: { hide: true }, config: { rateLimit: false }, logLevel: "warn" }, async (_request, reply) =>
