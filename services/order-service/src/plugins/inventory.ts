@@ -43,6 +43,10 @@ export const inventoryPlugin = fp<InventoryPluginOptions>(
       baseUrl: url,
       sessionManager,
       defaultTimeoutMs: timeoutMs,
+      // Inventory is a neighbour on a fast network: gzip would cost both
+      // sides more CPU (a batch's answer is well over the 1 KiB at which
+      // Connect starts compressing) than it saves on the wire.
+      acceptCompression: [],
       interceptors: [forwardRequestId, retryUnavailable()],
     });
     app.decorate("inventory", createClient(InventoryService, transport));
