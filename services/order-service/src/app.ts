@@ -12,7 +12,7 @@ import { dbPlugin } from "./plugins/db.ts";
 import { inventoryPlugin } from "./plugins/inventory.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import { openApiPlugin } from "./plugins/openapi.ts";
-import { placementPlugin } from "./plugins/placement.ts";
+import { orderStepsPlugin } from "./plugins/order-steps.ts";
 import { problemsPlugin, sendError } from "./plugins/problems.ts";
 import { requestContextPlugin } from "./request-context.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -70,7 +70,7 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
   await app.register(inventoryPlugin, { url: config.inventoryUrl, timeoutMs: config.inventoryTimeoutMs });
   await app.register(openApiPlugin);
   await app.register(metricsPlugin);
-  await app.register(placementPlugin, config.batching);
+  await app.register(orderStepsPlugin, config.batching);
 
   await app.register(healthRoutes);
   await app.register(orderRoutes, { prefix: "/api/v1" });

@@ -41,13 +41,13 @@ export interface Config {
 }
 
 /**
- * Bounds of the placement pipeline (orders/placement-steps.ts): a queue per
+ * Bounds of the placement pipeline (orders/steps.ts): a queue per
  * step (store, reserve, settle), each drained whole by a batcher.
  */
 export interface BatchingConfig {
   /** Most orders in one batch: ORDER_BATCH_MAX (at most 500, ReserveOrders' bound). */
   readonly maxOrders: number;
-  /** Batches of a database step (store, settle) running at once: ORDER_BATCHES_IN_FLIGHT. */
+  /** Batches of a database step (store, settle, transition, acknowledge) running at once: ORDER_BATCHES_IN_FLIGHT. */
   readonly inFlight: number;
   /** ReserveOrders calls running at once: ORDER_RESERVE_IN_FLIGHT (1 decides stock in arrival order). */
   readonly reserveInFlight: number;
@@ -136,7 +136,7 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: boolean("TRUST_PROXY", false),
     batching: Object.freeze({
       maxOrders: integer("ORDER_BATCH_MAX", 500, 1, 500),
-      inFlight: integer("ORDER_BATCHES_IN_FLIGHT", 2, 1, 64),
+      inFlight: integer("ORDER_BATCHES_IN_FLIGHT", 1, 1, 64),
       reserveInFlight: integer("ORDER_RESERVE_IN_FLIGHT", 1, 1, 64),
       maxQueued: integer("ORDER_QUEUE_MAX", 2000, 0, 1_000_000),
     }),

@@ -73,7 +73,7 @@ async function storedOrders(s: TestSystem, userIds: string[], count: number): Pr
   }
 }
 
-const stepStats = (s: TestSystem, name: string): BatchStats => s.app.placement.stats().find((b) => b.name === name)!;
+const stepStats = (s: TestSystem, name: string): BatchStats => s.app.orderSteps.stats().find((b) => b.name === name)!;
 
 test("a batch mixing confirmable, short, unknown-product and repeated-key orders gives each its own answer", async () => {
   const ample = await createProduct(system, { stock: 100, priceMinor: 1200 });
@@ -156,10 +156,10 @@ test("a batch of orders costs one statement per database step and one ReserveOrd
   expect(statements).toHaveLength(batches("store") + batches("settle"));
   expect(sizes).toHaveLength(batches("reserve"));
   // The 39 orders held back shared one ReserveOrders call. Out of it, the
-  // first orders find the settle step idle and start at once, one batch each
-  // (at most ORDER_BATCHES_IN_FLIGHT = 2 of them); the rest share one.
+  // first order finds the settle step idle and starts at once, alone
+  // (ORDER_BATCHES_IN_FLIGHT = 1); the rest share the next batch.
   expect(sizes).toEqual([1, 39]);
-  expect(batches("settle")).toBeLessThanOrEqual(1 + 2 + 1);
+  expect(batches("settle")).toBeLessThanOrEqual(1 + 1 + 1);
   expect(statements.filter((t) => t.includes("settled as"))).toHaveLength(batches("settle"));
 });
 
@@ -251,6 +251,34 @@ test("a burst past the queue bound gets fast 503s with Retry-After, and the queu
   const waiting = (await Promise.all(burst)).filter((a) => !refused.includes(a));
   expect(waiting.every((a) => a.status === 201)).toBe(true);
   expect(stepStats(queueSystem, "reserve").largest).toBeLessThanOrEqual(10);
+});
+
+test("cancels and fulfilments asked at once share their UPDATEs, and each order still changes at most once", async () => {
+  const product = await createProduct(system, { stock: 100 });
+  const placed = await Promise.all(
+    Array.from({ length: 30 }, (_, i) => place(system, { user_id: `change-${i}`, items: [{ product_id: product, quantity: 1 }] })),
+  );
+  const ids = placed.map((p) => p.body.id as string);
+  const before = stepStats(system, "transition");
+
+  // Every order is cancelled and fulfilled at the same moment: one of the two wins, per order.
+  const answers = await Promise.all(
+    ids.flatMap((id) => [call(`${system.api}/orders/${id}/cancel`, { method: "POST" }), call(`${system.api}/orders/${id}/fulfill`, { method: "POST" })]),
+  );
+  const after = stepStats(system, "transition");
+  for (let i = 0; i < ids.length; i++) {
+    const [cancel, fulfil] = [answers[2 * i]!, answers[2 * i + 1]!];
+    expect([cancel.status, fulfil.status].sort()).toEqual([200, 409]);
+    const winner = cancel.status === 200 ? cancel : fulfil;
+    expect((await call(`${system.api}/orders/${ids[i]}`)).body.status).toBe(winner.body.status);
+  }
+  expect(after.items - before.items).toBe(60);
+  expect(after.batches - before.batches).toBeLessThan(60);
+  const cancelled = answers.filter((a, i) => i % 2 === 0 && a.status === 200).length;
+  const fulfilled = answers.filter((a, i) => i % 2 === 1 && a.status === 200).length;
+  // Released stock is back; committed stock has left the warehouse.
+  await eventually(async () => expect(await stockOf(system, product)).toEqual({ onHand: 100 - fulfilled, reserved: 0, available: 100 - fulfilled }));
+  expect(cancelled + fulfilled).toBe(30);
 });
 
 test("GET /metrics shows each step's batch sizes and the process metrics, outside the API's description", async () => {

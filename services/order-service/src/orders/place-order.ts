@@ -28,6 +28,7 @@ import { toOrder, type Order } from "./order.ts";
 import { priceOrder } from "./pricing.ts";
 import { findOrder, markStockUnsynced, type PendingOrder, type Settlement } from "./repository.ts";
 import { syncOrderStock } from "./stock-sync.ts";
+import { valueOf } from "./steps.ts";
 
 /** What a client asks for: who orders, and which products how many times. */
 export interface PlaceOrderInput {
@@ -239,12 +240,6 @@ async function settle(deps: OrderDeps, decisions: readonly Decision[]): Promise<
       return outcome;
     }),
   );
-}
-
-/** The value of a settled result, or its reason thrown. */
-function valueOf<T>(result: Settled<T>): T {
-  if (result.status === "rejected") throw result.reason;
-  return result.value;
 }
 
 /**

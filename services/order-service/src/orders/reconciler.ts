@@ -5,7 +5,7 @@ import { leaseFor, type OrderDeps } from "./deps.ts";
 import { pruneKeys } from "./idempotency.ts";
 import type { Order } from "./order.ts";
 import { driveOrders, giveUpOrders } from "./place-order.ts";
-import { directSteps } from "./placement-steps.ts";
+import { directSteps } from "./steps.ts";
 import { claimPendingOrders, type Lease } from "./repository.ts";
 import type { OrderStatus } from "./status.ts";
 import { syncStockOnce } from "./stock-sync.ts";

@@ -1,8 +1,8 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import { jsonArrayFrom } from "kysely/helpers/postgres";
-import type { Database } from "../db/database.ts";
+import type { Database, OrderRow } from "../db/database.ts";
 import { IDEMPOTENT_ENDPOINTS, type IdempotentRequest, type StoredResponse } from "./idempotency.ts";
-import { toOrder, type Order } from "./order.ts";
+import { toOrder, type Order, type StoredItem } from "./order.ts";
 import { CONFIRM, REJECT, type OrderStatus, type Transition } from "./status.ts";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -80,39 +80,52 @@ export async function storePendingOrders(db: Db, orders: readonly NewOrder[]): P
   });
 }
 
+/** A guarded state change asked of one order. */
+export interface TransitionRequest {
+  id: string;
+  transition: Transition;
+}
+
 /**
- * Applies a transition if the order is in one of its starting states, and
- * returns the order afterwards, or undefined when the guard did not match.
- * The new state owes inventory its stock action (stock_synced_at = null).
+ * Applies transitions to orders in one statement per round, each guarded by
+ * its own starting states, and answers each with the order afterwards, or
+ * undefined when its guard did not match. The new state owes inventory its
+ * stock action (stock_synced_at = null). Several changes of one order (a
+ * cancel and a fulfil racing) go in successive rounds in the order given,
+ * so exactly as many win as would one after another.
  */
-export async function applyTransition(db: Db, id: string, transition: Transition): Promise<Order | undefined> {
-  const row = await db
-    .with("changed", (qc) =>
-      qc
-        .updateTable("orders")
-        .set({
-          status: transition.to,
-          updated_at: sql<Date>`now()`,
-          stock_synced_at: null,
-          ...FRESH_DEBT,
-        })
-        .where("id", "=", id)
-        .where("status", "in", transition.from)
-        .returningAll(),
-    )
-    .selectFrom("changed")
-    .selectAll("changed")
-    .select((eb) =>
-      jsonArrayFrom(
-        eb
-          .selectFrom("order_items")
-          .select(["product_id", "quantity", "unit_price_minor", "currency"])
-          .whereRef("order_items.order_id", "=", "changed.id")
-          .orderBy("product_id"),
-      ).as("items"),
-    )
-    .executeTakeFirst();
-  return row && toOrder(row, row.items);
+export async function applyTransitions(db: Db, changes: readonly TransitionRequest[]): Promise<(Order | undefined)[]> {
+  const answers: (Order | undefined)[] = changes.map(() => undefined);
+  // Round k holds the k-th change of each order.
+  const rounds: number[][] = [];
+  const seen = new Map<string, number>();
+  changes.forEach((change, i) => {
+    const round = seen.get(change.id) ?? 0;
+    seen.set(change.id, round + 1);
+    (rounds[round] ??= []).push(i);
+  });
+  for (const round of rounds) {
+    const input = round.map((i) => ({ id: changes[i]!.id, from_states: changes[i]!.transition.from, to_state: changes[i]!.transition.to }));
+    const { rows } = await sql<OrderRow & { items: StoredItem[] }>`
+      with input as (
+        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as t(id uuid, from_states text[], to_state text)
+      ),
+      changed as (
+        update orders o
+        set status = i.to_state, updated_at = now(), stock_synced_at = null, next_attempt_at = null, attempts = 0
+        from input i
+        where o.id = i.id and o.status = any(i.from_states)
+        returning o.*
+      )
+      select c.*, coalesce((
+        select jsonb_agg(jsonb_build_object('product_id', oi.product_id, 'quantity', oi.quantity,
+          'unit_price_minor', oi.unit_price_minor, 'currency', oi.currency) order by oi.product_id)
+        from order_items oi where oi.order_id = c.id), '[]'::jsonb) as items
+      from changed c`.execute(db);
+    const changed = new Map(rows.map((row) => [row.id, toOrder(row, row.items)]));
+    for (const i of round) answers[i] = changed.get(changes[i]!.id);
+  }
+  return answers;
 }
 
 /** How a pending order is settled: confirmed at inventory's prices, or rejected. */
@@ -384,6 +397,22 @@ export async function markStockSynced(db: Db, ids: readonly string[], status: Or
     .returning("id")
     .execute();
   return rows.map((r) => r.id);
+}
+
+/**
+ * Records, in one statement, that inventory acknowledged the stock action
+ * of each order's `status`; like {@link markStockSynced}, an order that
+ * moved on meanwhile is left alone. Answers follow `acks`: whether that
+ * order was marked.
+ */
+export async function acknowledgeStock(db: Db, acks: readonly { id: string; status: OrderStatus }[]): Promise<boolean[]> {
+  const { rows } = await sql<{ id: string; status: OrderStatus }>`
+    update orders o set stock_synced_at = now()
+    from jsonb_to_recordset(${JSON.stringify(acks)}::jsonb) as a(id uuid, status text)
+    where o.id = a.id and o.status = a.status and o.stock_synced_at is null
+    returning o.id, o.status`.execute(db);
+  const marked = new Set(rows.map((r) => `${r.id} ${r.status}`));
+  return acks.map((a) => marked.has(`${a.id} ${a.status}`));
 }
 
 /** Marks an order as owing its stock action again (for example a late reservation of a cancelled order). */

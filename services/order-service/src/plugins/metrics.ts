@@ -1,6 +1,6 @@
 import fp from "fastify-plugin";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
-import type { StepName } from "../orders/placement-steps.ts";
+import { STEP_NAMES } from "../orders/steps.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -8,8 +8,6 @@ declare module "fastify" {
     metrics: { registry: Registry; batchSize: Histogram<"step"> };
   }
 }
-
-const STEPS: readonly StepName[] = ["store", "reserve", "settle"];
 
 /** Batch sizes by powers of two up to the largest batch (500). */
 const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 500];
@@ -28,13 +26,13 @@ export const metricsPlugin = fp(
     collectDefaultMetrics({ register: registry });
     const batchSize = new Histogram({
       name: "orders_batch_size",
-      help: "Orders per batch of each placement step (store, reserve, settle).",
+      help: "Orders per batch of each step of the order saga (store, reserve, settle, transition, acknowledge).",
       labelNames: ["step"] as const,
       buckets: BATCH_SIZE_BUCKETS,
       registers: [registry],
     });
     // Every step's series exists from the start, at zero, for scrapers to diff against.
-    for (const step of STEPS) batchSize.zero({ step });
+    for (const step of STEP_NAMES) batchSize.zero({ step });
     app.decorate("metrics", { registry, batchSize });
 
     app.get("/metrics", { schema: { hide: true }, config: { rateLimit: false }, logLevel: "warn" }, async (_request, reply) =>

@@ -42,7 +42,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const deps = (log: OrderDeps["log"]): OrderDeps => ({
     db: app.db,
     inventory: app.inventory,
-    steps: app.placement,
+    steps: app.orderSteps,
     log,
     leaseMs: leaseFor(app.inventoryTimeoutMs),
   });

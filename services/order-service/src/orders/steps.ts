@@ -6,10 +6,21 @@ import type { Database } from "../db/database.ts";
 import { overloaded } from "../errors.ts";
 import { statusError, type InventoryClient } from "../plugins/inventory.ts";
 import { outsideRequest } from "../request-context.ts";
-import { settleOrders, storePendingOrders, type NewOrder, type PendingOrder, type Settlement } from "./repository.ts";
+import type { Order } from "./order.ts";
+import {
+  acknowledgeStock,
+  applyTransitions,
+  settleOrders,
+  storePendingOrders,
+  type NewOrder,
+  type PendingOrder,
+  type Settlement,
+  type TransitionRequest,
+} from "./repository.ts";
+import type { OrderStatus } from "./status.ts";
 
 /**
- * The three steps of placing orders, each over many orders at once:
+ * The steps of the order saga, each over many orders at once. Placing:
  *
  *   store   — one statement stores the orders as pending, with their lines
  *             and Idempotency-Keys;
@@ -18,6 +29,10 @@ import { settleOrders, storePendingOrders, type NewOrder, type PendingOrder, typ
  *   settle  — one statement confirms or rejects them all and stores each
  *             key's answer.
  *
+ * And after: transition (one guarded UPDATE cancels or fulfils many
+ * orders, each with its own guard) and acknowledge (one statement records
+ * that inventory took the stock actions the new states owe).
+ *
  * A step answers one settled result per order, in order, and never fails
  * one order for another's sake. The use cases (place-order.ts) drive each
  * order through the steps; whether the steps are batched is decided here:
@@ -25,34 +40,41 @@ import { settleOrders, storePendingOrders, type NewOrder, type PendingOrder, typ
  * every order it claimed), {@link batchedSteps} gathers concurrent requests
  * into natural batches.
  */
-export interface PlacementSteps {
+export interface OrderSteps {
   /** The stored order, or undefined when its Idempotency-Key was taken (nothing stored). */
   store(orders: readonly NewOrder[]): Promise<Settled<PendingOrder | undefined>[]>;
   /** The reserved lines, or the error ReserveStock would have failed with for that order. */
   reserve(orders: readonly PendingOrder[]): Promise<Settled<readonly ReservedLine[]>[]>;
   /** Whether the order was still pending, and is now settled. */
   settle(settlements: readonly Settlement[]): Promise<Settled<boolean>[]>;
+  /** The order after its transition, or undefined when its guard did not match. */
+  transition(changes: readonly TransitionRequest[]): Promise<Settled<Order | undefined>[]>;
+  /** Whether the order's stock action was recorded as acknowledged (false: it moved on meanwhile). */
+  acknowledge(acks: readonly { id: string; status: OrderStatus }[]): Promise<Settled<boolean>[]>;
 }
 
 /** The steps of the request path: batched, observable, and drained on close. */
-export interface BatchedSteps extends PlacementSteps {
+export interface BatchedSteps extends OrderSteps {
   stats(): BatchStats[];
   /** Resolves once no batch is queued or running. */
   drained(): Promise<void>;
 }
 
 /** A placement step, by the name its batch sizes are reported under. */
-export type StepName = "store" | "reserve" | "settle";
+export type StepName = (typeof STEP_NAMES)[number];
+export const STEP_NAMES = ["store", "reserve", "settle", "transition", "acknowledge"] as const;
 
 /** Most orders and lines one ReserveOrders call may carry (the contract's bound). */
 export const RESERVE_ORDERS_MAX = { orders: 500, lines: 5000 } as const;
 
 /** The steps run as given: each call is one batch (one statement, or one ReserveOrders call per 500 orders / 5,000 lines). */
-export function directSteps(db: Kysely<Database>, inventory: InventoryClient): PlacementSteps {
+export function directSteps(db: Kysely<Database>, inventory: InventoryClient): OrderSteps {
   return {
     store: (orders) => isolating(orders, (batch) => storePendingOrders(db, batch)),
     reserve: (orders) => reserveOrders(inventory, orders),
     settle: (settlements) => isolating(settlements, (batch) => settleOrders(db, batch)),
+    transition: (changes) => isolating(changes, (batch) => applyTransitions(db, batch)),
+    acknowledge: (acks) => isolating(acks, (batch) => acknowledgeStock(db, batch)),
   };
 }
 
@@ -67,7 +89,7 @@ export function directSteps(db: Kysely<Database>, inventory: InventoryClient): P
  * error (503).
  */
 export function batchedSteps(
-  direct: PlacementSteps,
+  direct: OrderSteps,
   bounds: BatchingConfig,
   onBatch: (step: StepName, size: number) => void,
 ): BatchedSteps {
@@ -84,11 +106,16 @@ export function batchedSteps(
   const store = batcher("store", direct.store, bounds.inFlight);
   const reserve = batcher("reserve", direct.reserve, bounds.reserveInFlight);
   const settle = batcher("settle", direct.settle, bounds.inFlight);
-  const all = [store, reserve, settle];
+  const transition = batcher("transition", direct.transition, bounds.inFlight);
+  const acknowledge = batcher("acknowledge", direct.acknowledge, bounds.inFlight);
+  const all = [store, reserve, settle, transition, acknowledge];
   return {
     store: (orders) => submitAll(store, orders, () => overloaded()),
     reserve: (orders) => submitAll(reserve, orders, (order) => overloaded(order.id)),
     settle: (settlements) => submitAll(settle, settlements, (settlement) => overloaded(settlement.id)),
+    transition: (changes) => submitAll(transition, changes, () => overloaded()),
+    // A full queue leaves the debt recorded: the background stock sync pays it.
+    acknowledge: (acks) => submitAll(acknowledge, acks, (ack) => overloaded(ack.id)),
     stats: () => all.map((b) => b.stats()),
     drained: async () => {
       // A drained step may be fed again by the one before it.
@@ -105,6 +132,12 @@ async function submitAll<I, O>(batcher: Batcher<I, O>, items: readonly I[], refu
       }),
     ),
   );
+}
+
+/** The value of a settled result, or its reason thrown. */
+export function valueOf<T>(result: Settled<T>): T {
+  if (result.status === "rejected") throw result.reason;
+  return result.value;
 }
 
 /**

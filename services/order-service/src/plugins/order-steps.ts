@@ -1,11 +1,11 @@
 import fp from "fastify-plugin";
 import type { BatchingConfig } from "../config.ts";
-import { batchedSteps, directSteps, type BatchedSteps } from "../orders/placement-steps.ts";
+import { batchedSteps, directSteps, type BatchedSteps } from "../orders/steps.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
     /** The steps of placing an order, batched across concurrent requests. */
-    placement: BatchedSteps;
+    orderSteps: BatchedSteps;
   }
 }
 
@@ -16,11 +16,11 @@ declare module "fastify" {
  * before the pool and the inventory session close: plugins close in reverse
  * order of registration.
  */
-export const placementPlugin = fp<BatchingConfig>(
+export const orderStepsPlugin = fp<BatchingConfig>(
   async (app, bounds) => {
     const steps = batchedSteps(directSteps(app.db, app.inventory), bounds, (step, size) => app.metrics.batchSize.observe({ step }, size));
-    app.decorate("placement", steps);
+    app.decorate("orderSteps", steps);
     app.addHook("onClose", () => steps.drained());
   },
-  { name: "placement", dependencies: ["db", "inventory", "metrics"] },
+  { name: "order-steps", dependencies: ["db", "inventory", "metrics"] },
 );
