@@ -31,11 +31,18 @@ export const forwardRequestId: Interceptor = (next) => async (req) => {
   return next(req);
 };
 
+/** The id of the request whose work is running, if any. */
+export function currentRequestId(): string | undefined {
+  return requestIds.getStore();
+}
+
 /**
- * Runs `work` outside any request's context: a batch serves many requests,
- * so its calls to inventory must not carry the id of whichever request
- * happened to start it.
+ * Runs the work of a batch in the context of the requests it serves: the
+ * one request's when it serves one (so its calls to inventory carry the id
+ * as they would unbatched), none when it serves several (the calls must not
+ * carry the id of whichever request happened to start the batch).
  */
-export function outsideRequest<T>(work: () => T): T {
-  return requestIds.exit(work);
+export function forRequests<T>(ids: readonly (string | undefined)[], work: () => T): T {
+  const [only] = ids;
+  return ids.length === 1 && only !== undefined ? requestIds.run(only, work) : requestIds.exit(work);
 }

@@ -21,5 +21,9 @@ export function connectDatabase(url: string, poolSize = 10): Kysely<Database> {
         oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle pooled connection that the server ends (a restart, an
+  // administrator) is dropped by the pool; unheard, its error would crash
+  // the process. The next query opens a fresh connection.
+  pool.on("error", () => {});
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

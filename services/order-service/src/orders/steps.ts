@@ -5,7 +5,7 @@ import type { BatchingConfig } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import { overloaded } from "../errors.ts";
 import { statusError, type InventoryClient } from "../plugins/inventory.ts";
-import { outsideRequest } from "../request-context.ts";
+import { currentRequestId, forRequests } from "../request-context.ts";
 import type { Order } from "./order.ts";
 import {
   acknowledgeStock,
@@ -93,11 +93,10 @@ export function batchedSteps(
   bounds: BatchingConfig,
   onBatch: (step: StepName, size: number) => void,
 ): BatchedSteps {
-  const batcher = <I, O>(name: StepName, run: (items: I[]) => Promise<Settled<O>[]>, maxInFlight: number): Batcher<I, O> =>
+  const batcher = <I, O>(name: StepName, run: (items: I[]) => Promise<Settled<O>[]>, maxInFlight: number): Batcher<Tagged<I>, O> =>
     createBatcher({
       name,
-      // A batch serves many requests: it runs outside the context of the one that started it.
-      run: (items) => outsideRequest(() => run(items)),
+      run: (tagged) => forRequests(tagged.map((t) => t.requestId), () => run(tagged.map((t) => t.item))),
       maxBatchSize: bounds.maxOrders,
       maxInFlight,
       maxQueued: bounds.maxQueued,
@@ -124,10 +123,17 @@ export function batchedSteps(
   };
 }
 
-async function submitAll<I, O>(batcher: Batcher<I, O>, items: readonly I[], refusal: (item: I) => Error): Promise<Settled<O>[]> {
+/** An item with the request it was submitted for, so a batch knows whose work it does. */
+interface Tagged<I> {
+  item: I;
+  requestId: string | undefined;
+}
+
+async function submitAll<I, O>(batcher: Batcher<Tagged<I>, O>, items: readonly I[], refusal: (item: I) => Error): Promise<Settled<O>[]> {
+  const requestId = currentRequestId();
   return Promise.allSettled(
     items.map((item) =>
-      batcher.submit(item).catch((error: unknown) => {
+      batcher.submit({ item, requestId }).catch((error: unknown) => {
         throw error instanceof QueueFullError ? refusal(item) : error;
       }),
     ),
