@@ -9,9 +9,16 @@
  *
  * Without ORDER_SERVICE_URL and INVENTORY_SERVICE_URL it starts the system on
  * a fresh embedded PostgreSQL; with them it loads the running services (and
- * measures the ceiling on BENCH_DATABASE_URL's server, when given).
+ * measures the ceiling on BENCH_DATABASE_URL's server, when given, and
+ * inventory's batch sizes from INVENTORY_METRICS_URL, when given).
+ *
+ * Each row also shows how the services batched meanwhile: the mean size and
+ * count of the batches of every step, from the deltas of their
+ * *_batch_size{step} histograms (order service GET /metrics, inventory's
+ * METRICS_PORT).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -41,6 +48,17 @@ interface Row {
   errors: number;
   ratioToCeiling?: number | null;
   avgMs?: number;
+  /** Batches each step ran during the row, from the services' /metrics: count, mean size and count per size bucket. */
+  batches?: Record<string, BatchDelta>;
+  /** Flash sale: confirmed and rejected orders, and the time until the last unit was sold. */
+  sale?: { units: number; buyers: number; confirmed: number; rejected: number; sellOutMs: number };
+}
+
+interface BatchDelta {
+  batches: number;
+  meanSize: number;
+  /** Batches per size bucket, by the bucket's upper bound. */
+  sizes: Record<string, number>;
 }
 
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -53,14 +71,20 @@ const productIds = await createCatalogue(inventory);
 
 const rows: Row[] = [];
 console.log("warming up...");
-await loadOrders(1, 16, 3);
+await loadOrders(() => pick(1), 16, 3);
+rows.push(await measured("POST /orders, 1 item", 1, () => loadOrders(() => pick(1), 1, seconds)));
 for (const items of [1, 3]) {
-  for (const c of concurrencies) rows.push({ scenario: `POST /orders, ${items} item${items > 1 ? "s" : ""}`, connections: c, ...(await loadOrders(items, c, seconds)) });
+  for (const c of concurrencies) rows.push(await measured(`POST /orders, ${items} item${items > 1 ? "s" : ""}`, c, () => loadOrders(() => pick(items), c, seconds)));
 }
-for (const c of concurrencies) rows.push({ scenario: "gRPC ReserveStock, 1 line", connections: c, ...(await loadReserve(c, seconds)) });
+const hot = productIds[0]!;
+rows.push(await measured("POST /orders, 1 item, all one product", 64, () => loadOrders(() => [{ product_id: hot, quantity: 1 }], 64, seconds)));
+rows.push(await measured("flash sale: 1,000 units, 5,000 buyers at once", 5000, () => flashSale(1000, 5000)));
+for (const c of concurrencies) rows.push(await measured("gRPC ReserveStock, 1 line", c, () => loadReserve(c, seconds)));
+// The flash sale is one burst, not a rate: it is compared with nothing.
 const ceiling = env.ceilingUrl ? concurrencies.map((c) => ({ scenario: "ceiling: pgbench, least SQL per order", connections: c, ...pgbench(env.ceilingUrl!, c, seconds) })) : [];
 for (const row of rows) {
-  const base = ceiling.find((r) => r.connections === row.connections);
+  // One connection is compared with the ceiling at 16: the ceiling at one client says little about the system.
+  const base = row.sale ? undefined : ceiling.find((r) => r.connections === Math.max(16, row.connections));
   row.ratioToCeiling = base ? round(row.ordersPerSecond / base.ordersPerSecond, 2) : null;
 }
 rows.push(...ceiling);
@@ -83,7 +107,7 @@ async function startSystem() {
   const processes: Array<[string, ChildProcess]> = [];
   if (process.env.ORDER_SERVICE_URL && process.env.INVENTORY_SERVICE_URL) {
     const ceilingUrl = process.env.BENCH_DATABASE_URL ? await scratchDatabase(externalPostgres(process.env.BENCH_DATABASE_URL)) : undefined;
-    return { orderUrl: process.env.ORDER_SERVICE_URL, inventoryUrl: process.env.INVENTORY_SERVICE_URL, ceilingUrl, processes, postgresVersion: ceilingUrl ? await serverVersion(ceilingUrl) : "unknown" };
+    return { orderUrl: process.env.ORDER_SERVICE_URL, inventoryUrl: process.env.INVENTORY_SERVICE_URL, inventoryMetricsUrl: process.env.INVENTORY_METRICS_URL, ceilingUrl, processes, postgresVersion: ceilingUrl ? await serverVersion(ceilingUrl) : "unknown" };
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), "ecom-bench-"));
   chmodSync(dir, 0o755);
@@ -93,16 +117,17 @@ async function startSystem() {
   cleanup.unshift(() => server.stop());
   const [inventoryDb, ordersDb] = [server.url("inventory"), server.url("orders")];
   await Promise.all([ensureDatabase(inventoryDb), ensureDatabase(ordersDb)]);
-  const [inventoryPort, orderPort] = [await freePort(), await freePort()];
+  const [inventoryPort, orderPort, inventoryMetricsPort] = [await freePort(), await freePort(), await freePort()];
   const common = { NODE_ENV: "production", SERVER_HOST: "127.0.0.1", LOG_LEVEL: "warn" };
-  processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, SERVER_PORT: String(inventoryPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
+  processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, SERVER_PORT: String(inventoryPort), METRICS_PORT: String(inventoryMetricsPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
   const inventoryUrl = `http://127.0.0.1:${inventoryPort}`;
   await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }))));
   processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl, RATE_LIMIT_MAX: "0" })]);
   const orderUrl = `http://127.0.0.1:${orderPort}`;
   await waitUntil(async () => (await fetch(`${orderUrl}/readyz`).catch(() => undefined))?.ok === true);
   const ceilingUrl = await scratchDatabase(server);
-  return { orderUrl, inventoryUrl, ceilingUrl, processes, postgresVersion: await serverVersion(ceilingUrl) };
+  const inventoryMetricsUrl = `http://127.0.0.1:${inventoryMetricsPort}/metrics`;
+  return { orderUrl, inventoryUrl, inventoryMetricsUrl, ceilingUrl, processes, postgresVersion: await serverVersion(ceilingUrl) };
 }
 
 function service(entry: string, env: Record<string, string>) {
@@ -162,7 +187,7 @@ function pick(n: number) {
   return [...chosen].map((product_id) => ({ product_id, quantity: 1 }));
 }
 
-async function loadOrders(items: number, connections: number, duration: number): Promise<Omit<Row, "scenario" | "connections">> {
+async function loadOrders(items: () => { product_id: string; quantity: number }[], connections: number, duration: number): Promise<Omit<Row, "scenario" | "connections">> {
   const result = await autocannon({
     url: `${env.orderUrl}/api/v1/orders`,
     connections,
@@ -171,7 +196,7 @@ async function loadOrders(items: number, connections: number, duration: number):
       {
         method: "POST",
         headers: { "content-type": "application/json" },
-        setupRequest: (req) => ({ ...req, body: JSON.stringify({ user_id: `bench-${Math.floor(Math.random() * 1000)}`, items: pick(items) }) }),
+        setupRequest: (req) => ({ ...req, body: JSON.stringify({ user_id: `bench-${Math.floor(Math.random() * 1000)}`, items: items() }) }),
       },
     ],
   });
@@ -203,6 +228,107 @@ async function loadReserve(concurrency: number, duration: number): Promise<Omit<
   return { ordersPerSecond: round(ok / elapsed, 0), p50Ms: round(histogram.getValueAtPercentile(50) / 1000, 1), p99Ms: round(histogram.getValueAtPercentile(99) / 1000, 1), errors };
 }
 
+/** Runs one row and adds the batch sizes each service's steps saw meanwhile. */
+async function measured(scenario: string, connections: number, run: () => Promise<Omit<Row, "scenario" | "connections">>): Promise<Row> {
+  const before = await batchHistograms();
+  const row = await run();
+  const after = await batchHistograms();
+  const batches: Record<string, BatchDelta> = {};
+  for (const [series, now] of Object.entries(after)) {
+    const then = before[series];
+    const count = now.count - (then?.count ?? 0);
+    if (count === 0) continue;
+    const sizes: Record<string, number> = {};
+    let below = 0;
+    for (const [le, cumulative] of Object.entries(now.buckets)) {
+      const n = cumulative - (then?.buckets[le] ?? 0) - below;
+      below += n;
+      if (n > 0) sizes[le] = n;
+    }
+    batches[series] = { batches: count, meanSize: round((now.sum - (then?.sum ?? 0)) / count, 1), sizes };
+  }
+  return { scenario, connections, ...row, batches };
+}
+
+interface Histogram {
+  count: number;
+  sum: number;
+  /** Cumulative counts by upper bound, in order. */
+  buckets: Record<string, number>;
+}
+
+/** The batch-size histograms of both services, by "service.step". */
+async function batchHistograms(): Promise<Record<string, Histogram>> {
+  const sources: Array<[string, string | undefined]> = [
+    ["orders", `${env.orderUrl}/metrics`],
+    ["inventory", env.inventoryMetricsUrl],
+  ];
+  const all: Record<string, Histogram> = {};
+  for (const [service, url] of sources) {
+    if (!url) continue;
+    const text = await fetch(url).then((r) => (r.ok ? r.text() : ""), () => "");
+    for (const match of text.matchAll(/^\w+_batch_size_(bucket|sum|count)\{([^}]*)\} (\S+)$/gm)) {
+      const [, kind, labels, value] = match as unknown as [string, string, string, string];
+      const step = /step="([^"]+)"/.exec(labels)?.[1];
+      if (!step) continue;
+      const h = (all[`${service}.${step}`] ??= { count: 0, sum: 0, buckets: {} });
+      if (kind === "bucket") h.buckets[/le="([^"]+)"/.exec(labels)?.[1] ?? "+Inf"] = Number(value);
+      else h[kind as "sum" | "count"] = Number(value);
+    }
+  }
+  return all;
+}
+
+/**
+ * A flash sale: `buyers` clients ask for one unit each of a product with
+ * `units` in stock, all at once. Exactly `units` orders must be confirmed
+ * and the rest rejected; reports how long selling out took.
+ */
+async function flashSale(units: number, buyers: number): Promise<Omit<Row, "scenario" | "connections">> {
+  const { product } = await inventory.createProduct({ sku: `SALE-${randomUUID().slice(0, 8)}`, name: "Flash sale", priceMinor: 999n, currency: "USD", initialStock: units });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+  const url = new URL(`${env.orderUrl}/api/v1/orders`);
+  const histogram = hdr.build();
+  let confirmed = 0;
+  let rejected = 0;
+  let errors = 0;
+  let sellOutMs = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: buyers }, (_, i) => {
+      const body = JSON.stringify({ user_id: `buyer-${i}`, items: [{ product_id: product!.id, quantity: 1 }] });
+      return new Promise<void>((resolve) => {
+        const t = performance.now();
+        const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+          res.resume();
+          res.on("end", () => {
+            histogram.recordValue(Math.round((performance.now() - t) * 1000));
+            if (res.statusCode === 201 && ++confirmed === units) sellOutMs = performance.now() - started;
+            else if (res.statusCode === 409) rejected++;
+            else if (res.statusCode !== 201) errors++;
+            resolve();
+          });
+        });
+        req.on("error", () => {
+          errors++;
+          resolve();
+        });
+        req.end(body);
+      });
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  agent.destroy();
+  if (confirmed !== units) errors += Math.abs(units - confirmed);
+  return {
+    ordersPerSecond: round(buyers / elapsed, 0),
+    p50Ms: round(histogram.getValueAtPercentile(50) / 1000, 1),
+    p99Ms: round(histogram.getValueAtPercentile(99) / 1000, 1),
+    errors,
+    sale: { units, buyers, confirmed, rejected, sellOutMs: round(sellOutMs, 0) },
+  };
+}
+
 function pgbench(url: string, clients: number, duration: number): Omit<Row, "scenario" | "connections"> {
   const out = spawnSync("pgbench", ["-n", "-c", String(clients), "-j", "2", "-T", String(duration), "-f", path.join(repoRoot, "bench", "pgbench-order.sql"), url], { encoding: "utf8" });
   if (out.error || out.status !== 0) {
@@ -224,12 +350,19 @@ function peakRssMb(child: ChildProcess) {
 }
 
 function printTable(table: Row[], rssMb: Record<string, number | null>) {
-  const header = ["scenario", "conns", "orders/s", "p50 ms", "p99 ms", "errors", "vs ceiling"];
-  const lines = table.map((r) => [r.scenario, String(r.connections), String(r.ordersPerSecond), r.p50Ms === null ? "-" : String(r.p50Ms), r.p99Ms === null ? "-" : String(r.p99Ms), String(r.errors), r.ratioToCeiling == null ? "-" : `${Math.round(r.ratioToCeiling * 100)}%`]);
+  const header = ["scenario", "conns", "orders/s", "p50 ms", "p99 ms", "errors", "vs ceiling", "mean batch (batches)"];
+  const batchCell = (r: Row) =>
+    Object.entries(r.batches ?? {})
+      .map(([series, b]) => `${series} ${b.meanSize} (${b.batches})`)
+      .join(", ") || "-";
+  const lines = table.map((r) => [r.scenario, String(r.connections), String(r.ordersPerSecond), r.p50Ms === null ? "-" : String(r.p50Ms), r.p99Ms === null ? "-" : String(r.p99Ms), String(r.errors), r.ratioToCeiling == null ? "-" : `${Math.round(r.ratioToCeiling * 100)}%`, batchCell(r)]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
   console.log(`\n${fmt(header)}\n|${widths.map((w, i) => (i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`);
   for (const l of lines) console.log(fmt(l));
+  for (const r of table) {
+    if (r.sale) console.log(`\nflash sale: ${r.sale.confirmed} of ${r.sale.units} units sold to ${r.sale.buyers} buyers (${r.sale.rejected} rejected) in ${r.sale.sellOutMs} ms`);
+  }
   console.log(`\npeak RSS: ${Object.entries(rssMb).map(([k, v]) => `${k} ${v ?? "?"} MB`).join(", ") || "not measured (running services)"}`);
 }
 

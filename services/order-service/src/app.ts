@@ -6,7 +6,9 @@ import type { Config } from "./config.ts";
 import { unsupportedEncoding } from "./errors.ts";
 import { dbPlugin } from "./plugins/db.ts";
 import { inventoryPlugin } from "./plugins/inventory.ts";
+import { metricsPlugin } from "./plugins/metrics.ts";
 import { openApiPlugin } from "./plugins/openapi.ts";
+import { orderStepsPlugin } from "./plugins/order-steps.ts";
 import { clientErrorHandler, problemsPlugin, sendError } from "./plugins/problems.ts";
 import { protectionPlugin } from "./plugins/protection.ts";
 import { requestContextPlugin } from "./request-context.ts";
@@ -96,6 +98,8 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
     readMaxBytes: limits.inventoryReadMaxBytes,
   });
   await app.register(openApiPlugin);
+  await app.register(metricsPlugin);
+  await app.register(orderStepsPlugin, config.batching);
 
   await app.register(healthRoutes);
   await app.register(orderRoutes, { prefix: "/api/v1" });

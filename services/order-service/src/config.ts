@@ -38,6 +38,23 @@ export interface Config {
   readonly rateLimitWindowMs: number;
   /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
   readonly trustProxy: boolean;
+  /** Natural batching of order placement (see README, "Batching"). */
+  readonly batching: BatchingConfig;
+}
+
+/**
+ * Bounds of the placement pipeline (orders/steps.ts): a queue per
+ * step (store, reserve, settle), each drained whole by a batcher.
+ */
+export interface BatchingConfig {
+  /** Most orders in one batch: ORDER_BATCH_MAX (at most 500, ReserveOrders' bound). */
+  readonly maxOrders: number;
+  /** Batches of a database step (store, settle, transition, acknowledge) running at once: ORDER_BATCHES_IN_FLIGHT. */
+  readonly inFlight: number;
+  /** ReserveOrders calls running at once: ORDER_RESERVE_IN_FLIGHT (1 decides stock in arrival order). */
+  readonly reserveInFlight: number;
+  /** Orders waiting for a step beyond which the step answers 503 at once: ORDER_QUEUE_MAX. */
+  readonly maxQueued: number;
 }
 
 /**
@@ -186,6 +203,12 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitMax: integer("RATE_LIMIT_MAX", 1000, 0, 1_000_000_000),
     rateLimitWindowMs: integer("RATE_LIMIT_WINDOW_MS", 60_000, 1, 86_400_000),
     trustProxy: boolean("TRUST_PROXY", false),
+    batching: Object.freeze({
+      maxOrders: integer("ORDER_BATCH_MAX", 500, 1, 500),
+      inFlight: integer("ORDER_BATCHES_IN_FLIGHT", 1, 1, 64),
+      reserveInFlight: integer("ORDER_RESERVE_IN_FLIGHT", 1, 1, 64),
+      maxQueued: integer("ORDER_QUEUE_MAX", 2000, 0, 1_000_000),
+    }),
   };
 
   // Without the reconciler, confirmed orders' reservations are never made

@@ -28,6 +28,7 @@ export type ErrorCode =
   | "idempotency_key_reused"
   | "rate_limited"
   | "inventory_unavailable"
+  | "overloaded"
   | "database_unavailable"
   | "not_ready"
   | "internal_error";
@@ -176,4 +177,13 @@ export const idempotencyKeyReused = (key: string) =>
   new AppError(
     "idempotency_key_reused",
     `Idempotency-Key "${key}" was already used for a different request to this endpoint; use a new key for a new request.`,
+  );
+
+export const overloaded = (orderId?: string) =>
+  new AppError(
+    "overloaded",
+    orderId
+      ? "The order service has more orders waiting than it takes at once. The order is pending and will be completed in the background; check it later with GET /api/v1/orders/{id}."
+      : "The order service has more orders waiting than it takes at once; nothing was stored. Retry after Retry-After seconds.",
+    orderId ? { order_id: orderId } : {},
   );

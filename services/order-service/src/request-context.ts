@@ -30,3 +30,19 @@ export const forwardRequestId: Interceptor = (next) => async (req) => {
   if (requestId !== undefined && !req.header.has("x-request-id")) req.header.set("x-request-id", requestId);
   return next(req);
 };
+
+/** The id of the request whose work is running, if any. */
+export function currentRequestId(): string | undefined {
+  return requestIds.getStore();
+}
+
+/**
+ * Runs the work of a batch in the context of the requests it serves: the
+ * one request's when it serves one (so its calls to inventory carry the id
+ * as they would unbatched), none when it serves several (the calls must not
+ * carry the id of whichever request happened to start the batch).
+ */
+export function forRequests<T>(ids: readonly (string | undefined)[], work: () => T): T {
+  const [only] = ids;
+  return ids.length === 1 && only !== undefined ? requestIds.run(only, work) : requestIds.exit(work);
+}

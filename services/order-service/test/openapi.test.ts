@@ -50,8 +50,9 @@ describe("the OpenAPI document", () => {
 
   test("describes exactly the routes the server serves (besides the docs themselves)", () => {
     const served = registeredRoutes(system.app)
-      // HEAD mirrors GET; /docs is Swagger UI and /openapi.json the document itself.
-      .filter((route) => !route.startsWith("HEAD ") && !/^\S+ \/(docs|openapi\.json)/.test(route))
+      // HEAD mirrors GET; /docs is Swagger UI and /openapi.json the document
+      // itself; /metrics is for Prometheus, not for clients of the API.
+      .filter((route) => !route.startsWith("HEAD ") && !/^\S+ \/(docs|openapi\.json|metrics)/.test(route))
       .sort();
     const documented = operations()
       .map(([method, path]) => `${method} ${path}`)

@@ -28,6 +28,8 @@ beforeAll(async () => {
       INVENTORY_TIMEOUT_MS: "1000",
       HEADERS_TIMEOUT_MS: "300",
       REQUEST_TIMEOUT_MS: "300",
+      // No order waits for a busy step: the overloaded case needs only two orders.
+      ORDER_QUEUE_MAX: "0",
     },
   });
   doc = await (await fetch(`${system.root}/openapi.json`)).json();
@@ -242,6 +244,30 @@ describe("every error is a problem document with its documented code", () => {
     const res = await exchange(Number(port), bytes());
     expectProblem({ path: "/", unrouted: true }, { status: res.status, headers: new Headers(res.headers), text: res.body }, code);
     expect(res.headers["x-content-type-options"]).toBe("nosniff");
+  });
+
+  test("overloaded: a step's queue is full, with Retry-After", async () => {
+    const reserveOrders = system.app.inventory.reserveOrders;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    system.app.inventory.reserveOrders = (async (...args: Parameters<typeof reserveOrders>) => {
+      await gate;
+      return reserveOrders(...args);
+    }) as typeof reserveOrders;
+    try {
+      const order = { method: "POST", path: "/api/v1/orders", body: { user_id: "busy", items: [{ product_id: plenty, quantity: 1 }] } };
+      const held = send(order);
+      // The first order's reservation is in flight; the next finds a step busy and nowhere to wait.
+      let answer = await send(order);
+      for (let i = 0; i < 20 && answer.status !== 503; i++) answer = await send(order);
+      expectProblem(order, answer, "overloaded");
+      expect(answer.headers.get("retry-after")).toBe("2");
+      release();
+      expect((await held).status).toBe(201);
+    } finally {
+      release();
+      system.app.inventory.reserveOrders = reserveOrders;
+    }
   });
 
   test("covers every documented code", () => {

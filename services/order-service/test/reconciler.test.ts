@@ -3,7 +3,7 @@ import { sql } from "kysely";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { IDEMPOTENT_ENDPOINTS, idempotentRequest } from "../src/orders/idempotency.ts";
-import { claimPendingOrders, insertPendingOrder } from "../src/orders/repository.ts";
+import { claimPendingOrders, storePendingOrders } from "../src/orders/repository.ts";
 import { call, createProduct, eventually, startSystem, stockOf, type TestSystem } from "./system.ts";
 
 let system: TestSystem;
@@ -24,11 +24,9 @@ afterAll(() => system?.close());
 /** Stores a pending order the way POST /orders does, as if its process died right after. */
 async function abandonedPlacement(body: { user_id: string; items: { product_id: string; quantity: number }[] }, key: string) {
   const request = idempotentRequest(IDEMPOTENT_ENDPOINTS.placeOrder, key, { params: {}, body });
-  const order = await insertPendingOrder(
-    system.app.db,
-    { id: uuidv7(), user_id: body.user_id, items: body.items },
-    { request, lockMs: 60_000 },
-  );
+  const [order] = await storePendingOrders(system.app.db, [
+    { id: uuidv7(), user_id: body.user_id, items: body.items, idempotency: { request, lockMs: 60_000 } },
+  ]);
   if (!order) throw new Error("key taken");
   return order;
 }

@@ -87,7 +87,7 @@ test("the caller's X-Request-Id tags every log line of the request and reaches i
   expect(requestLines.length).toBeGreaterThanOrEqual(2);
   expect(requestLines.every((l) => typeof l.requestId === "string")).toBe(true);
   const calls = linesOf(inventoryLines, "checkout-42");
-  expect(calls).toEqual([expect.objectContaining({ procedure: "/inventory.v1.InventoryService/ReserveStock", code: "OK" })]);
+  expect(calls).toEqual([expect.objectContaining({ procedure: "/inventory.v1.InventoryService/ReserveOrders", code: "OK" })]);
 });
 
 test("a generated request id is the one logged and passed to inventory", async () => {

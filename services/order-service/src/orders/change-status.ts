@@ -2,9 +2,10 @@ import { orderNotFound, statusConflict } from "../errors.ts";
 import type { OrderDeps } from "./deps.ts";
 import { begin, finish, holding, respond, type Answer, type IdempotentRequest } from "./idempotency.ts";
 import type { Order } from "./order.ts";
-import { applyTransition, findOrder } from "./repository.ts";
+import { findOrder } from "./repository.ts";
 import { CANCEL, FULFIL, type Transition } from "./status.ts";
 import { syncOrderStock } from "./stock-sync.ts";
+import { valueOf } from "./steps.ts";
 
 /**
  * Cancels a pending or confirmed order and gives its stock back: 200 with
@@ -50,7 +51,9 @@ async function changeStatus(
  * target state.
  */
 async function transit(deps: OrderDeps, id: string, transition: Transition, action: string): Promise<Order> {
-  const changed = await applyTransition(deps.db, id, transition);
+  // Shared with the state changes asked at the same moment (one UPDATE), each with its own guard.
+  const [result] = await deps.steps.transition([{ id, transition }]);
+  const changed = valueOf(result!);
   if (changed) {
     await syncOrderStock(deps, changed);
     return changed;

@@ -107,8 +107,8 @@ export const isFinal = (response: StoredResponse): boolean => response.status !=
 
 const lockedFor = (ms: number) => sql<Date>`now() + make_interval(secs => ${ms / 1000})`;
 
-/** The key's columns as the statement that stores a new pending order writes them (see insertPendingOrder). */
-export function newKeyRow(request: IdempotentRequest, orderId: string, lockMs: number) {
+/** The columns of a new key, locked for `lockMs` by its request. */
+function newKeyRow(request: IdempotentRequest, orderId: string, lockMs: number) {
   return {
     endpoint: request.endpoint,
     key: request.key,
@@ -116,12 +116,6 @@ export function newKeyRow(request: IdempotentRequest, orderId: string, lockMs: n
     order_id: orderId,
     locked_until: lockedFor(lockMs),
   };
-}
-
-/** Whether `error` is the insert of a key that exists already. */
-export function isKeyTaken(error: unknown): boolean {
-  const e = error as { code?: unknown; constraint?: unknown };
-  return e.code === "23505" && e.constraint === "idempotency_keys_pkey";
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { ReservedLine } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import type { Settled } from "@ecommerce/batching/batcher.ts";
 import { v7 as uuidv7 } from "uuid";
 import {
   duplicateProduct,
@@ -25,15 +26,9 @@ import {
 } from "./idempotency.ts";
 import { toOrder, type Order } from "./order.ts";
 import { priceOrder } from "./pricing.ts";
-import {
-  confirmOrder,
-  findOrder,
-  insertPendingOrder,
-  markStockUnsynced,
-  rejectOrder,
-  type PendingOrder,
-} from "./repository.ts";
+import { findOrder, markStockUnsynced, type PendingOrder, type Settlement } from "./repository.ts";
 import { syncOrderStock } from "./stock-sync.ts";
+import { valueOf } from "./steps.ts";
 
 /** What a client asks for: who orders, and which products how many times. */
 export interface PlaceOrderInput {
@@ -48,27 +43,28 @@ const PLACED = 201;
 const GIVE_UP_REASON = "inventory did not answer in time";
 
 /**
- * Places an order: stores it as pending (one statement, with its
- * Idempotency-Key when given), reserves its stock in inventory (one call)
- * and confirms it with the reserved prices (one statement, which also
- * stores the key's response). Answers 201 with the order, or the problem
- * when inventory refuses it (the order is kept as rejected) or cannot be
- * reached (503; the order stays pending for the reconciler).
+ * Places an order: stores it as pending (with its Idempotency-Key when
+ * given), reserves its stock in inventory and confirms it with the reserved
+ * prices (storing the key's response in the same statement). Each step is
+ * shared with the orders placed at the same moment (deps.steps batches
+ * them), but the order keeps its own outcome. Answers 201 with the order,
+ * or the problem when inventory refuses it (the order is kept as rejected)
+ * or cannot be reached (503; the order stays pending for the reconciler).
  *
- * A key used before replays its stored response, or takes over the request
- * its earlier use left unfinished: that request's order is driven on, never
- * a second one. Throws AppErrors for requests that are refused outright
- * (duplicate products, a reused or busy key).
+ * A key used before (or by an earlier order of the same batch) replays its
+ * stored response, or takes over the request its earlier use left
+ * unfinished: that request's order is driven on, never a second one.
+ * Throws AppErrors for requests that are refused outright (duplicate
+ * products, a reused or busy key, a full queue).
  */
 export async function placeOrder(deps: OrderDeps, input: PlaceOrderInput, request?: IdempotentRequest): Promise<Answer> {
   const items = orderLines(input.items);
-  const order = await insertPendingOrder(
-    deps.db,
-    { id: uuidv7(), user_id: input.user_id, items },
-    request && { request, lockMs: deps.leaseMs },
-  );
-  if (order) return { response: await answerPlacement(deps, order.id, request, () => reserveAndConfirm(deps, order)), replayed: false };
-  // The insert stores nothing only when the key exists.
+  const [stored] = await deps.steps.store([
+    { id: uuidv7(), user_id: input.user_id, items, idempotency: request && { request, lockMs: deps.leaseMs } },
+  ]);
+  const order = valueOf(stored!);
+  if (order) return { response: await answerPlacement(deps, order.id, request, () => driveOne(deps, order)), replayed: false };
+  // The store step stores nothing only when the key is taken.
   if (!request) throw new Error("the pending order was not stored");
   const begun = await takeOver(deps.db, request, deps.leaseMs);
   if (begun.kind === "replay") return { response: begun.response, replayed: true };
@@ -88,8 +84,8 @@ function orderLines(items: PlaceOrderInput["items"]): PendingOrder["items"] {
 
 /**
  * Runs the work of a placement and renders its response. Every final
- * outcome has stored itself on the key by then (see reserveAndConfirm), so
- * the key only needs unlocking when there is none: a 503 or a defect.
+ * outcome has stored itself on the key by then (see settle), so the key
+ * only needs unlocking when there is none: a 503 or a defect.
  */
 async function answerPlacement(
   deps: OrderDeps,
@@ -99,7 +95,7 @@ async function answerPlacement(
 ): Promise<StoredResponse> {
   const response = await holding(deps.db, request, () => respond(PLACED, work));
   if (!isFinal(response)) {
-    deps.log.warn({ orderId }, "inventory unavailable; order left pending");
+    deps.log.warn({ orderId }, "order left pending");
     if (request) await unlock(deps.db, request);
   }
   return response;
@@ -110,33 +106,58 @@ async function resumePlacement(deps: OrderDeps, orderId: string): Promise<Order>
   const order = await findOrder(deps.db, orderId);
   if (order?.status !== "pending") return concludeSettled(deps, orderId);
   const items = order.items.map(({ product_id, quantity }) => ({ product_id, quantity }));
-  return reserveAndConfirm(deps, { id: order.id, user_id: order.user_id, created_at: new Date(order.created_at), items });
+  return driveOne(deps, { id: order.id, user_id: order.user_id, created_at: new Date(order.created_at), items });
+}
+
+async function driveOne(deps: OrderDeps, order: PendingOrder): Promise<Order> {
+  const [outcome] = await driveOrders(deps, [order]);
+  return valueOf(outcome!);
 }
 
 /**
- * Drives a pending order to confirmed or rejected, and answers its
- * Idempotency-Key, if it has an unfinished one, with what placing the order
- * answers: 201 with the confirmed order, or the problem it is rejected with
- * (thrown as an AppError). ReserveStock is idempotent on the order id, so
- * this is safe to run again for an order left pending by a crash or an
- * inventory outage; that is what the reconciler does. When inventory cannot
- * be reached the order stays pending and nothing is answered.
+ * Drives pending orders to confirmed or rejected: one reserve step for all
+ * of them, one settle step for all that inventory decided, and answers each
+ * order's unfinished Idempotency-Key with what placing it answers: 201 with
+ * the confirmed order, or the problem it is rejected with (each outcome a
+ * rejected AppError). ReserveStock is idempotent on the order id, so this is
+ * safe to run again for an order left pending by a crash or an inventory
+ * outage; that is what the reconciler does. An order inventory could not
+ * decide stays pending and nothing is answered. Outcomes follow `orders`.
  */
-export async function reserveAndConfirm(deps: OrderDeps, order: PendingOrder): Promise<Order> {
-  let reserved: readonly ReservedLine[];
-  try {
-    const { reservation } = await deps.inventory.reserveStock({
-      orderId: order.id,
-      lines: order.items.map((i) => ({ productId: i.product_id, quantity: i.quantity })),
-    });
-    reserved = reservation?.lines ?? [];
-  } catch (error) {
-    return settleRefusal(deps, order.id, error);
-  }
+export async function driveOrders(deps: OrderDeps, orders: readonly PendingOrder[]): Promise<Settled<Order>[]> {
+  const reserved = await deps.steps.reserve(orders);
+  return settle(
+    deps,
+    orders.map((order, i) => decide(order, reserved[i]!)),
+  );
+}
 
-  const priced = priceOrder(order.items, reserved);
+/**
+ * Rejects orders pending for longer than the reconciler waits, and releases
+ * whatever inventory may hold for them. Each outcome is the problem its
+ * placement answers with (or the order, if it got confirmed meanwhile).
+ */
+export function giveUpOrders(deps: OrderDeps, orderIds: readonly string[]): Promise<Settled<Order>[]> {
+  return settle(
+    deps,
+    orderIds.map((id) => rejection(id, GIVE_UP_REASON, orderRejected(id, GIVE_UP_REASON), false)),
+  );
+}
+
+/**
+ * What to do with an order once inventory has answered for it: settle it
+ * (with the answer its placement gets), or leave it pending and fail.
+ */
+type Decision =
+  | { kind: "settle"; settlement: Settlement; outcome: Order | AppError }
+  | { kind: "fail"; error: unknown };
+
+/** Decides an order's fate from its reservation, or from the error ReserveStock failed with for it. */
+function decide(order: PendingOrder, reserved: Settled<readonly ReservedLine[]>): Decision {
+  if (reserved.status === "rejected") return refusal(order.id, reserved.reason);
+  const priced = priceOrder(order.items, reserved.value);
   // Stock is held: the rejected state owes a release.
-  if (!priced.ok) return reject(deps, order.id, priced.reason, orderRejected(order.id, priced.reason), false);
+  if (!priced.ok) return rejection(order.id, priced.reason, orderRejected(order.id, priced.reason), false);
 
   // The answer shows when the order was confirmed, so the time is chosen
   // here rather than by the database (never before the order was created).
@@ -158,27 +179,20 @@ export async function reserveAndConfirm(deps: OrderDeps, order: PendingOrder): P
       currency: priced.currency,
     })),
   );
-  if (await confirmOrder(deps.db, order.id, priced, { confirmedAt, answer: { status: PLACED, body: confirmed } })) {
-    return confirmed;
-  }
-  return concludeSettled(deps, order.id);
+  return {
+    kind: "settle",
+    settlement: { id: order.id, outcome: "confirmed", priced, confirmedAt, answer: { status: PLACED, body: confirmed } },
+    outcome: confirmed,
+  };
 }
 
-/**
- * Rejects an order pending for longer than the reconciler waits, and
- * releases whatever inventory may hold for it. Throws the problem its
- * placement answers with (or returns the order if it got confirmed
- * meanwhile).
- */
-export function giveUpOrder(deps: OrderDeps, orderId: string): Promise<Order> {
-  return reject(deps, orderId, GIVE_UP_REASON, orderRejected(orderId, GIVE_UP_REASON), false);
-}
-
-/** Settles the order's fate after ReserveStock failed, and throws the error to answer with. */
-async function settleRefusal(deps: OrderDeps, orderId: string, error: unknown): Promise<Order> {
+/** Decides an order ReserveStock refused (or could not decide). */
+function refusal(orderId: string, error: unknown): Decision {
+  // Refused before inventory was asked (a full queue): the order stays pending.
+  if (error instanceof AppError) return { kind: "fail", error };
   const failure = classifyInventoryError(error);
   // All or nothing: a refused reservation holds no stock, so nothing is owed.
-  const refuse = (reason: string, answer: AppError) => reject(deps, orderId, reason, answer, true);
+  const refuse = (reason: string, answer: AppError) => rejection(orderId, reason, answer, true);
 
   switch (failure.kind) {
     case "insufficient_stock": {
@@ -192,23 +206,40 @@ async function settleRefusal(deps: OrderDeps, orderId: string, error: unknown): 
       return refuse(failure.message, orderRejected(orderId, failure.message));
     case "unavailable":
       // The order stays pending; the reconciler re-drives it.
-      throw inventoryUnavailable(orderId);
+      return { kind: "fail", error: inventoryUnavailable(orderId) };
     case "unexpected":
-      throw failure.error;
+      return { kind: "fail", error: failure.error };
   }
 }
 
+/** Rejects an order for `reason`, answering `answer`; the rejected state owes a release unless `stockSynced`. */
+function rejection(orderId: string, reason: string, answer: AppError, stockSynced: boolean): Decision {
+  return {
+    kind: "settle",
+    settlement: { id: orderId, outcome: "rejected", reason, stockSynced, answer: errorResponse(answer) },
+    outcome: answer,
+  };
+}
+
 /**
- * Rejects a pending order, storing `answer` on its key in the same
- * statement, pays the release the rejected state owes unless `stockSynced`,
- * and throws `answer`. An order that stopped being pending meanwhile is
- * concluded as it stands instead.
+ * Settles the decided orders in one settle step, then concludes each: a
+ * rejection that owes a release pays it, and an order that stopped being
+ * pending meanwhile is concluded as it stands.
  */
-async function reject(deps: OrderDeps, orderId: string, reason: string, answer: AppError, stockSynced: boolean): Promise<Order> {
-  const rejected = await rejectOrder(deps.db, orderId, { reason, stockSynced, answer: errorResponse(answer) });
-  if (!rejected) return concludeSettled(deps, orderId);
-  if (!stockSynced) await syncOrderStock(deps, rejected);
-  throw answer;
+async function settle(deps: OrderDeps, decisions: readonly Decision[]): Promise<Settled<Order>[]> {
+  const settling = decisions.flatMap((d) => (d.kind === "settle" ? [d.settlement] : []));
+  const applied = settling.length > 0 ? await deps.steps.settle(settling) : [];
+  let next = 0;
+  return Promise.allSettled(
+    decisions.map(async (decision) => {
+      if (decision.kind === "fail") throw decision.error;
+      const { settlement, outcome } = decision;
+      if (!valueOf(applied[next++]!)) return concludeSettled(deps, settlement.id);
+      if (settlement.outcome === "rejected" && !settlement.stockSynced) await syncOrderStock(deps, { id: settlement.id, status: "rejected" });
+      if (outcome instanceof AppError) throw outcome;
+      return outcome;
+    }),
+  );
 }
 
 /**

@@ -3,8 +3,10 @@ import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
 import { leaseFor, type OrderDeps } from "./deps.ts";
 import { pruneKeys } from "./idempotency.ts";
-import { giveUpOrder, reserveAndConfirm } from "./place-order.ts";
-import { claimPendingOrders, type ClaimedPendingOrder, type Lease } from "./repository.ts";
+import type { Order } from "./order.ts";
+import { driveOrders, giveUpOrders } from "./place-order.ts";
+import { directSteps } from "./steps.ts";
+import { claimPendingOrders, type Lease } from "./repository.ts";
 import type { OrderStatus } from "./status.ts";
 import { syncStockOnce } from "./stock-sync.ts";
 
@@ -13,9 +15,11 @@ import { syncStockOnce } from "./stock-sync.ts";
  * `intervalMs` it
  *
  *  (a) re-drives orders pending for longer than `pendingGraceMs` (a crash
- *      or an inventory outage left them) with the same reserve-and-confirm
- *      use case as POST /orders (ReserveStock is idempotent on the order
- *      id), and rejects those pending for longer than `pendingGiveUpMs`,
+ *      or an inventory outage left them) with the same reserve and settle
+ *      steps as POST /orders, each claimed batch in one ReserveOrders call
+ *      and one settling statement (ReserveStock is idempotent on the order
+ *      id), and rejects those pending for longer than `pendingGiveUpMs`
+ *      in one settling statement,
  *      releasing whatever inventory may hold for them; either way the
  *      order's unfinished Idempotency-Key gets the response its client
  *      would have got;
@@ -59,8 +63,8 @@ export interface Reconciler {
   stop(): Promise<void>;
 }
 
-/** Pending orders claimed per statement; they are re-driven concurrently. */
-const PENDING_BATCH = 50;
+/** Pending orders claimed per statement; they are re-driven as one batch. */
+const PENDING_BATCH = 500;
 /** A pass stops claiming pending orders after this many batches, leaving time for the other work. */
 const MAX_PENDING_BATCHES = 20;
 const PRUNE_BATCH = 1000;
@@ -111,6 +115,8 @@ export function startAppReconciler(app: FastifyInstance, config: Config): Reconc
   const deps: OrderDeps = {
     db: app.db,
     inventory: app.inventory,
+    // Each pass hands a step every order it claimed: one batch per call.
+    steps: directSteps(app.db, app.inventory),
     log: app.log.child({ component: "reconciler" }),
     leaseMs: leaseFor(config.inventoryTimeoutMs),
   };
@@ -141,8 +147,14 @@ async function reconcileOnce(deps: OrderDeps, options: ReconcilerOptions): Promi
       lease,
       limit: PENDING_BATCH,
     });
-    const outcomes = await Promise.all(claimed.map((order) => redrive(deps, order)));
-    for (const outcome of outcomes) report[outcome] += 1;
+    const live = claimed.filter((o) => !o.expired);
+    const expired = claimed.filter((o) => o.expired);
+    const [driven, givenUp] = await Promise.all([
+      live.length > 0 ? driveOrders(deps, live) : [],
+      expired.length > 0 ? giveUpOrders(deps, expired.map((o) => o.id)) : [],
+    ]);
+    driven.forEach((result, i) => report[outcomeOf(deps, live[i]!.id, result, false)] += 1);
+    givenUp.forEach((result, i) => report[outcomeOf(deps, expired[i]!.id, result, true)] += 1);
     report.redriven += claimed.filter((o) => !o.expired).length;
     if (claimed.length < PENDING_BATCH) break;
   }
@@ -160,17 +172,14 @@ async function reconcileOnce(deps: OrderDeps, options: ReconcilerOptions): Promi
 
 type Outcome = "confirmed" | "rejected" | "stillPending" | "gaveUp";
 
-/** Drives one claimed pending order on, or gives it up; says what became of it. */
-async function redrive(deps: OrderDeps, order: ClaimedPendingOrder): Promise<Outcome> {
-  try {
-    const settled = order.expired ? await giveUpOrder(deps, order.id) : await reserveAndConfirm(deps, order);
-    return settled.status === "confirmed" ? "confirmed" : "rejected";
-  } catch (error) {
-    if (!(error instanceof AppError)) {
-      deps.log.error({ err: error, orderId: order.id }, "re-driving a pending order failed; will retry");
-      return "stillPending";
-    }
-    if (error.code === "inventory_unavailable") return "stillPending";
-    return order.expired ? "gaveUp" : "rejected";
+/** What became of one claimed pending order, re-driven or given up. */
+function outcomeOf(deps: OrderDeps, orderId: string, result: PromiseSettledResult<Order>, expired: boolean): Outcome {
+  if (result.status === "fulfilled") return result.value.status === "confirmed" ? "confirmed" : "rejected";
+  const error: unknown = result.reason;
+  if (!(error instanceof AppError)) {
+    deps.log.error({ err: error, orderId }, "re-driving a pending order failed; will retry");
+    return "stillPending";
   }
+  if (error.code === "inventory_unavailable") return "stillPending";
+  return expired ? "gaveUp" : "rejected";
 }

@@ -1,8 +1,8 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import { jsonArrayFrom } from "kysely/helpers/postgres";
-import type { Database } from "../db/database.ts";
-import { isKeyTaken, newKeyRow, storePlacementResponse, type IdempotentRequest, type StoredResponse } from "./idempotency.ts";
-import { toOrder, type Order } from "./order.ts";
+import type { Database, OrderRow } from "../db/database.ts";
+import { IDEMPOTENT_ENDPOINTS, type IdempotentRequest, type StoredResponse } from "./idempotency.ts";
+import { toOrder, type Order, type StoredItem } from "./order.ts";
 import { CONFIRM, REJECT, type OrderStatus, type Transition } from "./status.ts";
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -22,160 +22,188 @@ export interface PendingOrder {
   items: readonly { product_id: string; quantity: number }[];
 }
 
+/** A new order as placement stores it, with its Idempotency-Key when the request has one. */
+export interface NewOrder extends Omit<PendingOrder, "created_at"> {
+  idempotency?: { request: IdempotentRequest; lockMs: number };
+}
+
 /**
- * Stores a new pending order with its lines, and its Idempotency-Key when
- * given, in one statement (one round trip): the inserts run as
- * data-modifying CTEs and the foreign key is checked at the end of the
- * statement. Returns undefined, having stored nothing, when the key exists
- * already.
+ * Stores new pending orders with their lines and Idempotency-Keys in one
+ * statement (one round trip, one commit, whatever the number of orders): the
+ * inserts run as data-modifying CTEs over the batch passed as JSON, and the
+ * foreign key is checked at the end of the statement. A key that exists
+ * already, or that an earlier order of the same batch uses, stores nothing
+ * for its order: that order's answer is undefined (the caller then treats
+ * the request as a repeat, see takeOver). Answers follow `orders`.
  */
-export async function insertPendingOrder(
-  db: Db,
-  order: Omit<PendingOrder, "created_at">,
-  idempotency?: { request: IdempotentRequest; lockMs: number },
-): Promise<PendingOrder | undefined> {
-  const statement = db
-    .with("new_order", (qc) =>
-      qc.insertInto("orders").values({ id: order.id, user_id: order.user_id, status: "pending" }).returningAll(),
+export async function storePendingOrders(db: Db, orders: readonly NewOrder[]): Promise<(PendingOrder | undefined)[]> {
+  const input = orders.map((o, ord) => ({
+    ord,
+    id: o.id,
+    user_id: o.user_id,
+    endpoint: o.idempotency?.request.endpoint ?? null,
+    key: o.idempotency?.request.key ?? null,
+    request_hash: o.idempotency?.request.requestHash ?? null,
+    lock_secs: o.idempotency ? o.idempotency.lockMs / 1000 : null,
+  }));
+  const items = orders.flatMap((o) => o.items.map((i) => ({ order_id: o.id, product_id: i.product_id, quantity: i.quantity })));
+  // The first use of a key in the batch (ord order) is the one stored; ON
+  // CONFLICT skips the rest as it skips keys stored before.
+  const { rows } = await sql<{ id: string; created_at: Date }>`
+    with input as (
+      select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb)
+        as t(ord int, id uuid, user_id text, endpoint text, key text, request_hash text, lock_secs float8)
+    ),
+    new_keys as (
+      insert into idempotency_keys (endpoint, key, request_hash, order_id, locked_until)
+      select endpoint, key, request_hash, id, now() + make_interval(secs => lock_secs) from input where key is not null order by ord
+      on conflict (endpoint, key) do nothing
+      returning order_id
+    ),
+    new_orders as (
+      insert into orders (id, user_id, status)
+      select id, user_id, 'pending' from input where key is null or id in (select order_id from new_keys) order by ord
+      returning id, created_at
+    ),
+    new_items as (
+      insert into order_items (order_id, product_id, quantity)
+      select i.order_id, i.product_id, i.quantity
+      from jsonb_to_recordset(${JSON.stringify(items)}::jsonb) as i(order_id uuid, product_id uuid, quantity int)
+      where i.order_id in (select id from new_orders)
+      returning 1
     )
-    .with("new_items", (qc) =>
-      qc
-        .insertInto("order_items")
-        .values(order.items.map((i) => ({ order_id: order.id, product_id: i.product_id, quantity: i.quantity })))
-        .returning("product_id"),
-    );
-  const withKey = idempotency
-    ? statement.with("new_key", (qc) =>
-        qc.insertInto("idempotency_keys").values(newKeyRow(idempotency.request, order.id, idempotency.lockMs)).returning("key"),
+    select id, created_at from new_orders`.execute(db);
+  const stored = new Map(rows.map((r) => [r.id, r.created_at]));
+  return orders.map(({ idempotency: _, ...order }) => {
+    const created_at = stored.get(order.id);
+    return created_at && { ...order, created_at };
+  });
+}
+
+/** A guarded state change asked of one order. */
+export interface TransitionRequest {
+  id: string;
+  transition: Transition;
+}
+
+/**
+ * Applies transitions to orders in one statement per round, each guarded by
+ * its own starting states, and answers each with the order afterwards, or
+ * undefined when its guard did not match. The new state owes inventory its
+ * stock action (stock_synced_at = null). Several changes of one order (a
+ * cancel and a fulfil racing) go in successive rounds in the order given,
+ * so exactly as many win as would one after another.
+ */
+export async function applyTransitions(db: Db, changes: readonly TransitionRequest[]): Promise<(Order | undefined)[]> {
+  const answers: (Order | undefined)[] = changes.map(() => undefined);
+  // Round k holds the k-th change of each order.
+  const rounds: number[][] = [];
+  const seen = new Map<string, number>();
+  changes.forEach((change, i) => {
+    const round = seen.get(change.id) ?? 0;
+    seen.set(change.id, round + 1);
+    (rounds[round] ??= []).push(i);
+  });
+  for (const round of rounds) {
+    const input = round.map((i) => ({ id: changes[i]!.id, from_states: changes[i]!.transition.from, to_state: changes[i]!.transition.to }));
+    const { rows } = await sql<OrderRow & { items: StoredItem[] }>`
+      with input as (
+        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as t(id uuid, from_states text[], to_state text)
+      ),
+      changed as (
+        update orders o
+        set status = i.to_state, updated_at = now(), stock_synced_at = null, next_attempt_at = null, attempts = 0
+        from input i
+        where o.id = i.id and o.status = any(i.from_states)
+        returning o.*
       )
-    : statement;
-  try {
-    const row = await withKey.selectFrom("new_order").select("created_at").executeTakeFirstOrThrow();
-    return { ...order, created_at: row.created_at };
-  } catch (error) {
-    if (isKeyTaken(error)) return undefined;
-    throw error;
+      select c.*, coalesce((
+        select jsonb_agg(jsonb_build_object('product_id', oi.product_id, 'quantity', oi.quantity,
+          'unit_price_minor', oi.unit_price_minor, 'currency', oi.currency) order by oi.product_id)
+        from order_items oi where oi.order_id = c.id), '[]'::jsonb) as items
+      from changed c`.execute(db);
+    const changed = new Map(rows.map((row) => [row.id, toOrder(row, row.items)]));
+    for (const i of round) answers[i] = changed.get(changes[i]!.id);
   }
+  return answers;
 }
+
+/** How a pending order is settled: confirmed at inventory's prices, or rejected. */
+export type Settlement = { id: string; answer: StoredResponse } & (
+  | { outcome: "confirmed"; priced: PricedOrder; confirmedAt: Date }
+  | { outcome: "rejected"; reason: string; stockSynced: boolean }
+);
 
 /**
- * Applies a transition if the order is in one of its starting states, and
- * returns the order afterwards, or undefined when the guard did not match.
- * The new state owes inventory its stock action (stock_synced_at = null).
+ * Settles pending orders in one statement: each is confirmed (its lines
+ * priced as inventory reserved them, updated_at = `confirmedAt`, chosen by
+ * the caller because the answer shows it) or rejected (owing inventory a
+ * release unless `stockSynced` says nothing is held), and its unfinished
+ * Idempotency-Key, if any, is answered with `answer`, in the same
+ * statement, so whoever settles an order answers its key too. Each order
+ * keeps its own guard: one that is no longer pending is left alone. Answers
+ * follow `settlements`: whether that order was pending (and is now
+ * settled). An order listed twice is settled by its first settlement.
  */
-export async function applyTransition(db: Db, id: string, transition: Transition): Promise<Order | undefined> {
-  const row = await db
-    .with("changed", (qc) =>
-      qc
-        .updateTable("orders")
-        .set({
-          status: transition.to,
-          updated_at: sql<Date>`now()`,
-          stock_synced_at: null,
-          ...FRESH_DEBT,
-        })
-        .where("id", "=", id)
-        .where("status", "in", transition.from)
-        .returningAll(),
+export async function settleOrders(db: Db, settlements: readonly Settlement[]): Promise<boolean[]> {
+  const seen = new Set<string>();
+  const first = settlements.map((s) => {
+    if (seen.has(s.id)) return false;
+    seen.add(s.id);
+    return true;
+  });
+  const input = settlements
+    .filter((_, i) => first[i])
+    .map((s) => ({
+      id: s.id,
+      status: s.outcome === "confirmed" ? CONFIRM.to : REJECT.to,
+      total_minor: s.outcome === "confirmed" ? s.priced.total_minor : null,
+      currency: s.outcome === "confirmed" ? s.priced.currency : null,
+      rejection_reason: s.outcome === "rejected" ? s.reason : null,
+      updated_at: s.outcome === "confirmed" ? s.confirmedAt.toISOString() : null,
+      stock_synced: s.outcome === "rejected" && s.stockSynced,
+      response_status: s.answer.status,
+      response_body: s.answer.body,
+    }));
+  const prices = settlements.flatMap((s, i) =>
+    first[i] && s.outcome === "confirmed"
+      ? s.priced.items.map((item) => ({ order_id: s.id, ...item, currency: s.priced.currency }))
+      : [],
+  );
+  // Confirming and rejecting both start from pending (status.ts).
+  const from = [...new Set([...CONFIRM.from, ...REJECT.from])];
+  const { rows } = await sql<{ id: string }>`
+    with input as (
+      select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as t(
+        id uuid, status text, total_minor bigint, currency text, rejection_reason text, updated_at timestamptz,
+        stock_synced boolean, response_status int, response_body jsonb)
+    ),
+    settled as (
+      update orders o
+      set status = i.status, total_minor = i.total_minor, currency = i.currency, rejection_reason = i.rejection_reason,
+        updated_at = coalesce(i.updated_at, now()), stock_synced_at = case when i.stock_synced then now() end,
+        next_attempt_at = null, attempts = 0
+      from input i
+      where o.id = i.id and o.status = any(${from}::text[])
+      returning o.id
+    ),
+    priced as (
+      update order_items oi set unit_price_minor = p.unit_price_minor, currency = p.currency
+      from jsonb_to_recordset(${JSON.stringify(prices)}::jsonb) as p(order_id uuid, product_id uuid, unit_price_minor bigint, currency text)
+      where oi.order_id = p.order_id and oi.product_id = p.product_id and p.order_id in (select id from settled)
+      returning 1
+    ),
+    answered as (
+      update idempotency_keys k set response_status = i.response_status, response_body = i.response_body, locked_until = null
+      from input i
+      where k.order_id = i.id and k.endpoint = ${IDEMPOTENT_ENDPOINTS.placeOrder} and k.response_status is null
+        and i.id in (select id from settled)
+      returning 1
     )
-    .selectFrom("changed")
-    .selectAll("changed")
-    .select((eb) =>
-      jsonArrayFrom(
-        eb
-          .selectFrom("order_items")
-          .select(["product_id", "quantity", "unit_price_minor", "currency"])
-          .whereRef("order_items.order_id", "=", "changed.id")
-          .orderBy("product_id"),
-      ).as("items"),
-    )
-    .executeTakeFirst();
-  return row && toOrder(row, row.items);
+    select id from settled`.execute(db);
+  const settled = new Set(rows.map((r) => r.id));
+  return settlements.map((s, i) => first[i] === true && settled.has(s.id));
 }
-
-/**
- * Confirms a pending order, stores the prices inventory reserved it at, and
- * answers the order's Idempotency-Key with `answer` if it has an unfinished
- * one, all in one statement. `confirmedAt` becomes updated_at: it is chosen
- * by the caller because `answer` shows it. Returns whether the order was
- * still pending (and is now confirmed).
- */
-export async function confirmOrder(
-  db: Db,
-  id: string,
-  priced: PricedOrder,
-  confirmation: { confirmedAt: Date; answer: StoredResponse },
-): Promise<boolean> {
-  const productIds = priced.items.map((i) => i.product_id);
-  const prices = priced.items.map((i) => i.unit_price_minor);
-  const row = await db
-    .with("confirmed", (qc) =>
-      qc
-        .updateTable("orders")
-        .set({
-          status: CONFIRM.to,
-          total_minor: priced.total_minor,
-          currency: priced.currency,
-          updated_at: confirmation.confirmedAt,
-          ...FRESH_DEBT,
-        })
-        .where("id", "=", id)
-        .where("status", "in", CONFIRM.from)
-        .returning("id"),
-    )
-    .with("priced", (qc) =>
-      qc
-        .updateTable("order_items")
-        .set({
-          unit_price_minor: sql<number>`(${prices}::bigint[])[array_position(${productIds}::uuid[], product_id)]`,
-          currency: priced.currency,
-        })
-        .where("order_id", "in", qc.selectFrom("confirmed").select("id"))
-        .returning("product_id"),
-    )
-    .with("answered", () => storePlacementResponse(db, id, confirmation.answer).where(settledBy("confirmed")).returning("key"))
-    .selectFrom("confirmed")
-    .select("id")
-    .executeTakeFirst();
-  return row !== undefined;
-}
-
-/**
- * Rejects a pending order for `reason` and answers its Idempotency-Key with
- * `answer` if it has an unfinished one, in one statement. The rejected
- * state owes inventory a release unless `stockSynced` says nothing is held.
- * Returns the order's id and new status, or undefined when it was no longer
- * pending.
- */
-export async function rejectOrder(
-  db: Db,
-  id: string,
-  rejection: { reason: string; stockSynced: boolean; answer: StoredResponse },
-): Promise<{ id: string; status: OrderStatus } | undefined> {
-  return db
-    .with("rejected", (qc) =>
-      qc
-        .updateTable("orders")
-        .set({
-          status: REJECT.to,
-          rejection_reason: rejection.reason,
-          updated_at: sql<Date>`now()`,
-          stock_synced_at: rejection.stockSynced ? sql<Date>`now()` : null,
-          ...FRESH_DEBT,
-        })
-        .where("id", "=", id)
-        .where("status", "in", REJECT.from)
-        .returning(["id", "status"]),
-    )
-    .with("answered", () => storePlacementResponse(db, id, rejection.answer).where(settledBy("rejected")).returning("key"))
-    .selectFrom("rejected")
-    .selectAll()
-    .executeTakeFirst();
-}
-
-/** Guards a key's answer by the outcome of the CTE that settles the order in the same statement. */
-const settledBy = (cte: "confirmed" | "rejected") => sql<boolean>`exists (select 1 from ${sql.table(cte)})`;
-
 /** A state change starts the new state's background work afresh (see the reconciler's claims). */
 const FRESH_DEBT = { next_attempt_at: null, attempts: 0 } as const;
 
@@ -369,6 +397,22 @@ export async function markStockSynced(db: Db, ids: readonly string[], status: Or
     .returning("id")
     .execute();
   return rows.map((r) => r.id);
+}
+
+/**
+ * Records, in one statement, that inventory acknowledged the stock action
+ * of each order's `status`; like {@link markStockSynced}, an order that
+ * moved on meanwhile is left alone. Answers follow `acks`: whether that
+ * order was marked.
+ */
+export async function acknowledgeStock(db: Db, acks: readonly { id: string; status: OrderStatus }[]): Promise<boolean[]> {
+  const { rows } = await sql<{ id: string; status: OrderStatus }>`
+    update orders o set stock_synced_at = now()
+    from jsonb_to_recordset(${JSON.stringify(acks)}::jsonb) as a(id uuid, status text)
+    where o.id = a.id and o.status = a.status and o.stock_synced_at is null
+    returning o.id, o.status`.execute(db);
+  const marked = new Set(rows.map((r) => `${r.id} ${r.status}`));
+  return acks.map((a) => marked.has(`${a.id} ${a.status}`));
 }
 
 /** Marks an order as owing its stock action again (for example a late reservation of a cancelled order). */

@@ -2,6 +2,7 @@ import { classifyInventoryError } from "../plugins/inventory.ts";
 import type { OrderDeps } from "./deps.ts";
 import { claimStockUnsynced, markStockSynced, type Lease } from "./repository.ts";
 import type { OrderStatus } from "./status.ts";
+import { valueOf } from "./steps.ts";
 
 /**
  * Stock sync: every order state after `pending` owes inventory one
@@ -46,7 +47,9 @@ export async function syncOrderStock(deps: OrderDeps, order: { id: string; statu
         await commitStock(deps, order.id);
         break;
     }
-    await markStockSynced(deps.db, [order.id], order.status);
+    // Shared with the acknowledgements of the same moment (one statement).
+    const [acknowledged] = await deps.steps.acknowledge([{ id: order.id, status: order.status }]);
+    valueOf(acknowledged!);
   } catch (error) {
     deps.log.warn({ err: error, orderId: order.id, status: order.status }, "stock sync failed; will retry");
   }

@@ -130,6 +130,12 @@ export const PROBLEM_TYPES = {
     when: "Inventory could not be reached or missed its deadline; retry after `Retry-After` seconds. A new order stays `pending` (`order_id`) and is completed in the background.",
     retryAfter: true,
   },
+  overloaded: {
+    status: 503,
+    title: "Too many orders waiting",
+    when: "More orders are waiting for a step of placement than the service queues (ORDER_QUEUE_MAX); retry after `Retry-After` seconds. Refused before it is stored, nothing is kept; refused later, the order stays `pending` (`order_id`) and is completed in the background.",
+    retryAfter: true,
+  },
   database_unavailable: {
     status: 503,
     title: "The orders database is unavailable",

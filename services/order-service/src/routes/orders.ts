@@ -42,6 +42,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const deps = (log: OrderDeps["log"]): OrderDeps => ({
     db: app.db,
     inventory: app.inventory,
+    steps: app.orderSteps,
     log,
     leaseMs: leaseFor(app.inventoryTimeoutMs),
   });
@@ -89,6 +90,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
             "internal_error",
             "database_unavailable",
             "inventory_unavailable",
+            "overloaded",
           ),
         },
       },

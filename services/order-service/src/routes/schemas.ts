@@ -7,6 +7,7 @@ import {
   idempotencyKeyReused,
   insufficientStock,
   inventoryUnavailable,
+  overloaded,
   invalidCursor,
   methodNotAllowed,
   orderNotFound,
@@ -349,6 +350,7 @@ const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
   internal_error: new AppError("internal_error", "Something went wrong on our side. It has been logged."),
   database_unavailable: new AppError("database_unavailable", "The orders database cannot be reached right now. Retry in a moment."),
   inventory_unavailable: inventoryUnavailable(EXAMPLE_ORDER_ID),
+  overloaded: overloaded(),
   not_ready: new AppError("not_ready", "Not ready: inventory does not answer."),
 };
 
