@@ -2,9 +2,15 @@
  * Natural batching (LMAX's "smart batching"): work items queue while the
  * worker is busy, and the worker takes everything queued, up to a cap, the
  * moment it is free. There is no timer: an item that arrives at an idle
- * batcher starts at once, alone, so latency at low load is unchanged; under
- * load batches grow by themselves and the fixed cost of a step (a commit, a
- * round trip, a lock) is shared by every item in the batch.
+ * batcher starts in the same turn of the event loop, alone, so latency at
+ * low load is unchanged; under load batches grow by themselves and the
+ * fixed cost of a step (a commit, a round trip, a lock) is shared by every
+ * item in the batch.
+ *
+ * A batch starts once the current turn's callbacks have run (setImmediate),
+ * not inside submit(): the items of one finished batch go on to the next
+ * step one promise callback at a time, and starting on the first of them
+ * would send it alone and the rest after it.
  *
  * Each item still gets its own result: `run` answers one settled result per
  * item, in order. Everything is bounded: the batch size, the number of
@@ -81,6 +87,17 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
   let inFlight = 0;
   const stats: BatchStats = { name: options.name, batches: 0, items: 0, largest: 0, sizes: {} };
   let idle: Array<() => void> = [];
+  let scheduled = false;
+
+  /** Starts what can start once this turn's callbacks have submitted their items. */
+  function schedule(): void {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      pump();
+    });
+  }
 
   function pump(): void {
     while (inFlight < maxInFlight && queue.length > 0) {
@@ -129,12 +146,14 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
 
   return {
     submit(item) {
-      if (queue.length >= options.maxQueued && inFlight >= maxInFlight) {
+      // Items that will start as soon as the pending turn ends are not waiting.
+      const startable = (maxInFlight - inFlight) * options.maxBatchSize;
+      if (queue.length >= options.maxQueued + startable) {
         return Promise.reject(new QueueFullError(options.name, options.maxQueued));
       }
       return new Promise<O>((resolve, reject) => {
         queue.push({ item, resolve, reject });
-        pump();
+        schedule();
       });
     },
     get queued() {

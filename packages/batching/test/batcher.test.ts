@@ -18,11 +18,15 @@ function gatedStep() {
   return { batches, run, releaseNext };
 }
 
+/** Lets the batcher start what the current turn submitted. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 describe("natural batching", () => {
   it("runs a lone item at once, alone", async () => {
     const step = gatedStep();
     const batcher = createBatcher({ name: "t", run: step.run, maxBatchSize: 10, maxQueued: 10 });
     const result = batcher.submit(1);
+    await turn();
     expect(step.batches).toEqual([[1]]);
     await step.releaseNext();
     await expect(result).resolves.toBe(10);
@@ -32,7 +36,10 @@ describe("natural batching", () => {
     const step = gatedStep();
     const sizes: number[] = [];
     const batcher = createBatcher({ name: "t", run: step.run, maxBatchSize: 10, maxQueued: 10, onBatch: (n) => sizes.push(n) });
-    const results = [1, 2, 3, 4].map((n) => batcher.submit(n));
+    const results = [batcher.submit(1)];
+    await turn();
+    results.push(...[2, 3, 4].map((n) => batcher.submit(n)));
+    await turn();
     expect(step.batches).toEqual([[1]]);
     await step.releaseNext();
     expect(step.batches).toEqual([[1], [2, 3, 4]]);
@@ -49,7 +56,7 @@ describe("natural batching", () => {
     await step.releaseNext();
     await step.releaseNext();
     await step.releaseNext();
-    expect(step.batches).toEqual([[1], [2, 3], [4, 5]]);
+    expect(step.batches).toEqual([[1, 2], [3, 4], [5]]);
     await expect(Promise.all(results)).resolves.toEqual([10, 20, 30, 40, 50]);
   });
 
@@ -60,7 +67,7 @@ describe("natural batching", () => {
     const good = expect(batcher.submit(2)).resolves.toBe(20);
     const bad = expect(batcher.submit(-1)).rejects.toThrow("bad -1");
     await step.releaseNext();
-    await step.releaseNext();
+    expect(step.batches).toEqual([[0, 2, -1]]);
     await Promise.all([first, good, bad]);
   });
 
@@ -82,7 +89,12 @@ describe("natural batching", () => {
   it("runs up to maxInFlight batches side by side", async () => {
     const step = gatedStep();
     const batcher = createBatcher({ name: "t", run: step.run, maxBatchSize: 10, maxInFlight: 2, maxQueued: 10 });
-    const results = [1, 2, 3, 4].map((n) => batcher.submit(n));
+    const results = [batcher.submit(1)];
+    await turn();
+    results.push(batcher.submit(2));
+    await turn();
+    results.push(batcher.submit(3), batcher.submit(4));
+    await turn();
     expect(step.batches).toEqual([[1], [2]]);
     expect(batcher.inFlight).toBe(2);
     expect(batcher.queued).toBe(2);
@@ -97,7 +109,9 @@ describe("natural batching", () => {
   it("refuses at once past its queue bound, and takes items again once there is room", async () => {
     const step = gatedStep();
     const batcher = createBatcher({ name: "reserve", run: step.run, maxBatchSize: 10, maxQueued: 2 });
-    const accepted = [1, 2, 3].map((n) => batcher.submit(n));
+    const accepted = [batcher.submit(1)];
+    await turn();
+    accepted.push(batcher.submit(2), batcher.submit(3));
     await expect(batcher.submit(4)).rejects.toBeInstanceOf(QueueFullError);
     await expect(batcher.submit(4)).rejects.toThrow("reserve: more than 2 items are waiting");
     await step.releaseNext();
@@ -105,6 +119,28 @@ describe("natural batching", () => {
     await step.releaseNext();
     await step.releaseNext();
     await expect(Promise.all([...accepted, later])).resolves.toEqual([10, 20, 30, 50]);
+  });
+
+  it("gathers what one batch hands on to the next step into one batch there", async () => {
+    const second: number[][] = [];
+    const next = createBatcher<number, number>({
+      name: "next",
+      maxBatchSize: 10,
+      maxQueued: 10,
+      run: async (items) => {
+        second.push(items);
+        return items.map((n) => ({ status: "fulfilled", value: n }));
+      },
+    });
+    const first = createBatcher<number, number>({
+      name: "first",
+      maxBatchSize: 10,
+      maxQueued: 10,
+      run: async (items) => items.map((n) => ({ status: "fulfilled", value: n })),
+    });
+    const chained = (n: number) => first.submit(n).then((m) => next.submit(m));
+    await expect(Promise.all([1, 2, 3, 4].map(chained))).resolves.toEqual([1, 2, 3, 4]);
+    expect(second).toEqual([[1, 2, 3, 4]]);
   });
 
   it("refuses a step that answers the wrong number of results", async () => {

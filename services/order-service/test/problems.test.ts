@@ -250,13 +250,17 @@ describe("every error is a problem document with its documented code", () => {
     const reserveOrders = system.app.inventory.reserveOrders;
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const reserving = new Promise<void>((resolve) => (entered = resolve));
     system.app.inventory.reserveOrders = (async (...args: Parameters<typeof reserveOrders>) => {
+      entered();
       await gate;
       return reserveOrders(...args);
     }) as typeof reserveOrders;
     try {
       const order = { method: "POST", path: "/api/v1/orders", body: { user_id: "busy", items: [{ product_id: plenty, quantity: 1 }] } };
       const held = send(order);
+      await reserving;
       // The first order's reservation is in flight; the next finds a step busy and nowhere to wait.
       let answer = await send(order);
       for (let i = 0; i < 20 && answer.status !== 503; i++) answer = await send(order);
