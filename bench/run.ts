@@ -286,7 +286,8 @@ async function batchHistograms(): Promise<Record<string, Histogram>> {
  */
 async function flashSale(units: number, buyers: number): Promise<Omit<Row, "scenario" | "connections">> {
   const { product } = await inventory.createProduct({ sku: `SALE-${randomUUID().slice(0, 8)}`, name: "Flash sale", priceMinor: 999n, currency: "USD", initialStock: units });
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+  // As through a load balancer: at most 500 connections, inside the service's default bound of 512.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 500 });
   const url = new URL(`${env.orderUrl}/api/v1/orders`);
   const histogram = hdr.build();
   let confirmed = 0;
