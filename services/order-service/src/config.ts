@@ -61,6 +61,8 @@ export interface AuthConfig {
   readonly jwksFile?: string;
   /** AUTH_CLOCK_TOLERANCE_SECONDS: skew allowed on exp and nbf. */
   readonly clockToleranceSeconds: number;
+  /** AUTH_KEY_REFETCH_COOLDOWN_SECONDS: least time between reloads of the keys for an unknown key id (a rotation is picked up within it). */
+  readonly keyRefetchCooldownSeconds: number;
 }
 
 /**
@@ -263,6 +265,7 @@ export function loadConfig(env: Env = process.env): Config {
     audience,
     ...(jwksFile ? { jwksFile } : { jwksUrl: jwksUrl ?? "" }),
     clockToleranceSeconds: integer("AUTH_CLOCK_TOLERANCE_SECONDS", 30, 0, 300),
+    keyRefetchCooldownSeconds: integer("AUTH_KEY_REFETCH_COOLDOWN_SECONDS", 30, 0, 3600),
   });
 
   const staticToken = text("INVENTORY_TOKEN", undefined);

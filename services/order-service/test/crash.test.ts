@@ -9,7 +9,7 @@ import { afterEach, beforeEach, expect, test } from "vitest";
 import { connectDatabase } from "../src/db/connect.ts";
 import type { Database } from "../src/db/database.ts";
 import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts";
-import { eventually } from "./system.ts";
+import { bearer, eventually, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
 
 /**
  * Crashes of real processes: each service runs as `node src/main.ts` and is
@@ -22,6 +22,7 @@ import { eventually } from "./system.ts";
 const ORDERS = 200;
 /** Short reconciler settings, so that convergence takes seconds. */
 const ORDER_ENV = {
+  ...ORDER_SERVICE_AUTH_ENV,
   RECONCILE_INTERVAL_MS: "100",
   PENDING_GRACE_MS: "1000",
   PENDING_GIVE_UP_MS: "30000",
@@ -96,7 +97,7 @@ async function placeOrderWithCode(body: Outcome["body"], key: string): Promise<{
   try {
     const res = await fetch(`${orderProcess?.url}/api/v1/orders`, {
       method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": key },
+      headers: { "content-type": "application/json", "idempotency-key": key, authorization: await bearer(body.user_id, []) },
       body: JSON.stringify(body),
     });
     const answer = (await res.json()) as { code?: string };

@@ -9,7 +9,7 @@ import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts
 import { createTestDatabase, startOwnPostgres, type OwnPostgres } from "@ecommerce/tools/testing.ts";
 import pg from "pg";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { eventually } from "./system.ts";
+import { bearer, eventually, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
 
 /**
  * The orders database goes away and comes back (a restart, terminated
@@ -38,6 +38,7 @@ beforeAll(async () => {
   sessions = new Http2SessionManager(inventoryServer.url);
   inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions }));
   service = await startService("order-service", {
+    ...ORDER_SERVICE_AUTH_ENV,
     DATABASE_URL: ordersDb,
     INVENTORY_SERVICE_URL: inventoryServer.url,
     RECONCILE_INTERVAL_MS: "100",
@@ -75,6 +76,7 @@ async function request(path: string, init: { method?: string; body?: unknown; ke
   const res = await fetch(`${service.url}${path}`, {
     method: init.method ?? (init.body ? "POST" : "GET"),
     headers: {
+      authorization: await bearer("dbrestart"),
       ...(init.body ? { "content-type": "application/json" } : {}),
       ...(init.key ? { "idempotency-key": init.key } : {}),
     },
