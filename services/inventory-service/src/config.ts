@@ -82,6 +82,8 @@ export interface AuthSettings {
   readonly clockToleranceSeconds?: number;
   /** Whether server reflection answers without a token (default true): it describes the API, no data. */
   readonly reflectionPublic?: boolean;
+  /** Least time between key reloads caused by unknown key ids (default 30 s): how soon a rotated-in key is used. */
+  readonly keyRefetchCooldownSeconds?: number;
 }
 
 /** The development issuer of `make dev`, trusted when no other is configured (outside production). */

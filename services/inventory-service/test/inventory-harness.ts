@@ -12,6 +12,7 @@ import {
 import { createTestIssuer, type TestIssuer } from "@ecommerce/tools/test-tokens.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import { sql, type Kysely } from "kysely";
+import type { AuthSettings } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { startInventoryServer, type InventoryServer, type InventoryServerOptions } from "../src/server.ts";
 
@@ -76,11 +77,18 @@ export async function testCredentials(): Promise<TestCredentials> {
 
 /**
  * Starts the service in-process on an ephemeral port against its own empty
- * database, trusting an issuer of its own (unless `options.auth` names one).
+ * database, trusting an issuer of its own; `options.auth` changes what it
+ * says about it.
  */
-export async function startHarness(options: Partial<InventoryServerOptions> = {}): Promise<Harness> {
+export async function startHarness(
+  options: Partial<Omit<InventoryServerOptions, "auth">> & { auth?: Partial<AuthSettings> } = {},
+): Promise<Harness> {
   const credentials = await testCredentials();
-  const server = await startInventoryServer({ databaseUrl: await createTestDatabase("inventory"), auth: credentials.auth, ...options });
+  const server = await startInventoryServer({
+    databaseUrl: await createTestDatabase("inventory"),
+    ...options,
+    auth: { ...credentials.auth, ...options.auth },
+  });
   const client = createClient(InventoryService, createGrpcTransport({ baseUrl: server.url, interceptors: [credentials.operator] }));
   return {
     server,
