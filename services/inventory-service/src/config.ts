@@ -177,7 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   let databaseUrl = env.DATABASE_URL?.trim() || undefined;
   if (databaseUrl === undefined) {
     if (production) problems.push("DATABASE_URL is required when NODE_ENV=production");
-  } else if (!isPostgresUrl(databaseUrl)) {
+  } else if (!isUrlOf(databaseUrl, ["postgres:", "postgresql:"])) {
     problems.push(`DATABASE_URL must be a postgres:// or postgresql:// URL, got "${databaseUrl}"`);
     databaseUrl = undefined;
   }
@@ -273,7 +273,7 @@ function loadAuth(
     if (jwksUrl === undefined && jwksFile === undefined) problems.push("AUTH_JWKS_URL or AUTH_JWKS_FILE is required when NODE_ENV=production");
   }
   if (jwksUrl !== undefined && jwksFile !== undefined) problems.push("set only one of AUTH_JWKS_URL and AUTH_JWKS_FILE");
-  if (jwksUrl !== undefined && !isHttpUrl(jwksUrl)) {
+  if (jwksUrl !== undefined && !isUrlOf(jwksUrl, ["http:", "https:"])) {
     problems.push(`AUTH_JWKS_URL must be an http:// or https:// URL, got "${jwksUrl}"`);
     jwksUrl = undefined;
   }
@@ -286,19 +286,10 @@ function loadAuth(
   });
 }
 
-function isHttpUrl(value: string): boolean {
+/** Whether `value` is a URL of one of `protocols` (such as "https:"). */
+function isUrlOf(value: string, protocols: readonly string[]): boolean {
   try {
-    const url = new URL(value);
-    return url.protocol === "http:" || url.protocol === "https:";
-  } catch {
-    return false;
-  }
-}
-
-function isPostgresUrl(value: string): boolean {
-  try {
-    const url = new URL(value);
-    return url.protocol === "postgres:" || url.protocol === "postgresql:";
+    return protocols.includes(new URL(value).protocol);
   } catch {
     return false;
   }
