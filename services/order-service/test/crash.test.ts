@@ -9,7 +9,7 @@ import { afterEach, beforeEach, expect, test } from "vitest";
 import { connectDatabase } from "../src/db/connect.ts";
 import type { Database } from "../src/db/database.ts";
 import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts";
-import { bearer, eventually, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
+import { bearer, eventually, INVENTORY_AUTH_ENV, inventoryAdmin, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
 
 /**
  * Crashes of real processes: each service runs as `node src/main.ts` and is
@@ -42,14 +42,14 @@ let orders: Kysely<Database>;
 beforeEach(async (context) => {
   const label = context.task.name.includes("inventory") ? "crashinv" : "crashord";
   [inventoryDb, ordersDb] = await Promise.all([createTestDatabase(`${label}_inventory`), createTestDatabase(`${label}_orders`)]);
-  inventoryProcess = await startService("inventory-service", { DATABASE_URL: inventoryDb });
+  inventoryProcess = await startService("inventory-service", { ...INVENTORY_AUTH_ENV, DATABASE_URL: inventoryDb });
   orderProcess = await startService("order-service", {
     ...ORDER_ENV,
     DATABASE_URL: ordersDb,
     INVENTORY_SERVICE_URL: inventoryProcess.url,
   });
   sessions = new Http2SessionManager(inventoryProcess.url);
-  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryProcess.url, sessionManager: sessions }));
+  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryProcess.url, sessionManager: sessions, interceptors: [inventoryAdmin] }));
   orders = connectDatabase(ordersDb, 2);
 });
 
@@ -148,7 +148,7 @@ test("inventory killed in the middle of 200 orders and restarted: every order en
 
   const outcomes = await burst(product, async () => {
     await inventoryProcess?.crash();
-    inventoryProcess = await startService("inventory-service", { DATABASE_URL: inventoryDb }, port);
+    inventoryProcess = await startService("inventory-service", { ...INVENTORY_AUTH_ENV, DATABASE_URL: inventoryDb }, port);
   });
 
   // While inventory was down, clients got 503 (the order stays pending) or a final answer.

@@ -9,7 +9,7 @@ import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts
 import { createTestDatabase, startOwnPostgres, type OwnPostgres } from "@ecommerce/tools/testing.ts";
 import pg from "pg";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { bearer, eventually, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
+import { bearer, eventually, ORDER_SERVICE_AUTH_ENV, INVENTORY_AUTH, inventoryAdmin } from "./system.ts";
 
 /**
  * The orders database goes away and comes back (a restart, terminated
@@ -34,9 +34,9 @@ beforeAll(async () => {
   ordersDb = postgres.url("orders");
   await ensureDatabase(ordersDb);
   inventoryDb = await createTestDatabase("dbrestart_inventory");
-  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb });
+  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, auth: INVENTORY_AUTH });
   sessions = new Http2SessionManager(inventoryServer.url);
-  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions }));
+  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions, interceptors: [inventoryAdmin] }));
   service = await startService("order-service", {
     ...ORDER_SERVICE_AUTH_ENV,
     DATABASE_URL: ordersDb,

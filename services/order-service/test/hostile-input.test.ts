@@ -10,7 +10,7 @@ import { SERVICE_NODE_OPTIONS } from "@ecommerce/tools/runtime.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { exchange, http, type RawResponse } from "./raw-http.ts";
-import { bearer, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
+import { bearer, ORDER_SERVICE_AUTH_ENV, INVENTORY_AUTH, inventoryAdmin } from "./system.ts";
 
 /**
  * Hostile input at the REST edge, against the order service as a process
@@ -52,10 +52,10 @@ let products: string[];
 beforeAll(async () => {
   const inventoryDb = await createTestDatabase("hostile_inventory");
   ordersDb = await createTestDatabase("hostile_orders");
-  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb });
+  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, auth: INVENTORY_AUTH });
   service = await startService("order-service", { ...ENV, DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryServer.url });
   sessions = new Http2SessionManager(inventoryServer.url);
-  const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions }));
+  const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions, interceptors: [inventoryAdmin] }));
   products = await Promise.all(
     Array.from({ length: 101 }, async (_, i) => {
       const { product } = await inventory.createProduct({

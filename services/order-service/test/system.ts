@@ -62,12 +62,22 @@ export function bearer(subject: string, scopes: readonly Scope[] = STAFF_SCOPES)
 /** A bearer token of {@link issuer} for raw requests, which cannot wait for one: a staff member `raw-client`. */
 export const RAW_AUTHORIZATION = await bearer("raw-client");
 
-/** For a test's own inventory clients: an inventory admin's token on every call. */
+/** What makes an inventory server, started in process, trust {@link issuer}. */
+export const INVENTORY_AUTH = { issuer: issuer.issuer, audience: INVENTORY_API, jwksFile: issuer.jwksFile };
+
+/** The same for an inventory service started as a process. */
+export const INVENTORY_AUTH_ENV: Readonly<Record<string, string>> = issuer.env(INVENTORY_API);
+
+/**
+ * For a test's own inventory clients, which arrange products and stock and
+ * at times act as the order service would: a token with inventory:admin and
+ * inventory:reserve on every call.
+ */
 export const inventoryAdmin: Interceptor = (next) => async (req) => {
   req.header.set("authorization", `Bearer ${await adminToken}`);
   return next(req);
 };
-const adminToken = issuer.token("inventory-admin", { audience: INVENTORY_API, scopes: [INVENTORY_ADMIN, INVENTORY_READ] });
+const adminToken = issuer.token("inventory-admin", { audience: INVENTORY_API, scopes: [INVENTORY_ADMIN, INVENTORY_READ, INVENTORY_RESERVE] });
 
 /** Both services running in this process on ephemeral ports, each on its own fresh database. */
 export interface TestSystem {
@@ -104,7 +114,7 @@ export async function startSystem(
     createTestDatabase(`${label}_inventory`),
     createTestDatabase(`${label}_orders`),
   ]);
-  let inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, seed: options.seed });
+  let inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, seed: options.seed, auth: INVENTORY_AUTH });
   let inventoryRunning = true;
 
   const migrator = connectDatabase(ordersDb, 1);
@@ -143,7 +153,7 @@ export async function startSystem(
       await inventoryServer.close();
     },
     startInventory: async () => {
-      inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, port: inventoryServer.port });
+      inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, port: inventoryServer.port, auth: INVENTORY_AUTH });
       system.inventoryServer = inventoryServer;
       inventoryRunning = true;
     },
