@@ -1,7 +1,7 @@
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
-import { startInventoryServer, type InventoryServer } from "@ecommerce/inventory-service/src/server.ts";
+import { startInventoryServer, type InventoryServer, type InventoryServerOptions } from "@ecommerce/inventory-service/src/server.ts";
 import { INVENTORY_API, ORDERS_API } from "@ecommerce/auth/audiences.ts";
 import {
   INVENTORY_ADMIN,
@@ -108,13 +108,20 @@ export interface TestSystem {
  */
 export async function startSystem(
   label: string,
-  options: { env?: Record<string, string>; seed?: boolean; inventoryUrl?: string; reconcile?: boolean } = {},
+  options: {
+    env?: Record<string, string>;
+    seed?: boolean;
+    inventoryUrl?: string;
+    reconcile?: boolean;
+    /** Whose tokens inventory trusts; the test issuer's by default. */
+    inventoryAuth?: InventoryServerOptions["auth"];
+  } = {},
 ): Promise<TestSystem> {
   const [inventoryDb, ordersDb] = await Promise.all([
     createTestDatabase(`${label}_inventory`),
     createTestDatabase(`${label}_orders`),
   ]);
-  let inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, seed: options.seed, auth: INVENTORY_AUTH });
+  let inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, seed: options.seed, auth: options.inventoryAuth ?? INVENTORY_AUTH });
   let inventoryRunning = true;
 
   const migrator = connectDatabase(ordersDb, 1);
@@ -153,7 +160,7 @@ export async function startSystem(
       await inventoryServer.close();
     },
     startInventory: async () => {
-      inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, port: inventoryServer.port, auth: INVENTORY_AUTH });
+      inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, port: inventoryServer.port, auth: options.inventoryAuth ?? INVENTORY_AUTH });
       system.inventoryServer = inventoryServer;
       inventoryRunning = true;
     },
