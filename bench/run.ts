@@ -70,11 +70,7 @@ const cleanup: Array<() => Promise<void> | void> = [];
 process.on("SIGINT", () => void finish(130));
 
 const env = await startSystem();
-const withToken: Interceptor = (next) => async (req) => {
-  req.header.set("authorization", `Bearer ${env.inventoryToken}`);
-  return next(req);
-};
-const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: env.inventoryUrl, interceptors: [withToken] }));
+const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: env.inventoryUrl, interceptors: [withToken(env.inventoryToken)] }));
 /** Orders are placed for the token's subject, one customer. */
 const ordersAuthorization = `Bearer ${env.ordersToken}`;
 console.log(`creating ${PRODUCTS} products with ample stock...`);
@@ -123,6 +119,7 @@ async function startSystem() {
     return { orderUrl: process.env.ORDER_SERVICE_URL, inventoryUrl: process.env.INVENTORY_SERVICE_URL, inventoryMetricsUrl: process.env.INVENTORY_METRICS_URL, ceilingUrl, processes, postgresVersion: ceilingUrl ? await serverVersion(ceilingUrl) : "unknown", ordersToken, inventoryToken };
   }
   const issuer = await createTestIssuer();
+  const inventoryToken = await issuer.token("bench", { audience: INVENTORY_API, scopes: ["inventory:admin", "inventory:read", "inventory:reserve"] });
   const dir = mkdtempSync(path.join(os.tmpdir(), "ecom-bench-"));
   chmodSync(dir, 0o755);
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -135,7 +132,7 @@ async function startSystem() {
   const common = { NODE_ENV: "production", SERVER_HOST: "127.0.0.1", LOG_LEVEL: "warn" };
   processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, ...issuer.env(INVENTORY_API), SERVER_PORT: String(inventoryPort), METRICS_PORT: String(inventoryMetricsPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
   const inventoryUrl = `http://127.0.0.1:${inventoryPort}`;
-  await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }))));
+  await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl, interceptors: [withToken(inventoryToken)] }))));
   const orderServiceToken = await issuer.token("order-service", { audience: INVENTORY_API, scopes: ["inventory:read", "inventory:reserve"], clientId: "order-service" });
   processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, ...issuer.env(ORDERS_API), INVENTORY_TOKEN: orderServiceToken, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl, RATE_LIMIT_MAX: "0" })]);
   const orderUrl = `http://127.0.0.1:${orderPort}`;
@@ -143,7 +140,6 @@ async function startSystem() {
   const ceilingUrl = await scratchDatabase(server);
   const inventoryMetricsUrl = `http://127.0.0.1:${inventoryMetricsPort}/metrics`;
   const ordersToken = await issuer.token("bench", { audience: ORDERS_API });
-  const inventoryToken = await issuer.token("bench", { audience: INVENTORY_API, scopes: ["inventory:admin", "inventory:read", "inventory:reserve"] });
   return { orderUrl, inventoryUrl, inventoryMetricsUrl, ceilingUrl, processes, postgresVersion: await serverVersion(ceilingUrl), ordersToken, inventoryToken };
 }
 
@@ -171,6 +167,14 @@ async function serverVersion(url: string) {
   const { rows } = await client.query("SHOW server_version");
   await client.end();
   return rows[0].server_version as string;
+}
+
+/** Sends `token` as the bearer token of every inventory call. */
+function withToken(token: string): Interceptor {
+  return (next) => async (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
 }
 
 async function ping(client: Client<typeof InventoryService>) {
