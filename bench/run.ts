@@ -8,9 +8,12 @@
  * files under bench/results/profiles/ (open them in Chrome DevTools).
  *
  * Without ORDER_SERVICE_URL and INVENTORY_SERVICE_URL it starts the system on
- * a fresh embedded PostgreSQL; with them it loads the running services (and
- * measures the ceiling on BENCH_DATABASE_URL's server, when given, and
- * inventory's batch sizes from INVENTORY_METRICS_URL, when given).
+ * a fresh embedded PostgreSQL, trusting a token issuer of its own; with them
+ * it loads the running services (and measures the ceiling on
+ * BENCH_DATABASE_URL's server, when given, and inventory's batch sizes from
+ * INVENTORY_METRICS_URL, when given), calling them with BENCH_ORDERS_TOKEN (a
+ * customer's, for orders-api) and BENCH_INVENTORY_TOKEN (for inventory-api,
+ * with inventory:admin and inventory:reserve).
  *
  * Each row also shows how the services batched meanwhile: the mean size and
  * count of the batches of every step, from the deltas of their
@@ -25,11 +28,13 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { ensureDatabase, externalPostgres, freePort, repoRoot, startEmbeddedPostgres, type PostgresServer } from "@ecommerce/tools/postgres.ts";
 import { SERVICE_NODE_OPTIONS } from "@ecommerce/tools/runtime.ts";
+import { createTestIssuer } from "@ecommerce/tools/test-tokens.ts";
+import { INVENTORY_API, ORDERS_API } from "../packages/auth/src/audiences.ts";
 import autocannon from "autocannon";
 import * as hdr from "hdr-histogram-js";
 import pg from "pg";
@@ -65,7 +70,9 @@ const cleanup: Array<() => Promise<void> | void> = [];
 process.on("SIGINT", () => void finish(130));
 
 const env = await startSystem();
-const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: env.inventoryUrl }));
+const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: env.inventoryUrl, interceptors: [withToken(env.inventoryToken)] }));
+/** Orders are placed for the token's subject, one customer. */
+const ordersAuthorization = `Bearer ${env.ordersToken}`;
 console.log(`creating ${PRODUCTS} products with ample stock...`);
 const productIds = await createCatalogue(inventory);
 
@@ -107,8 +114,12 @@ async function startSystem() {
   const processes: Array<[string, ChildProcess]> = [];
   if (process.env.ORDER_SERVICE_URL && process.env.INVENTORY_SERVICE_URL) {
     const ceilingUrl = process.env.BENCH_DATABASE_URL ? await scratchDatabase(externalPostgres(process.env.BENCH_DATABASE_URL)) : undefined;
-    return { orderUrl: process.env.ORDER_SERVICE_URL, inventoryUrl: process.env.INVENTORY_SERVICE_URL, inventoryMetricsUrl: process.env.INVENTORY_METRICS_URL, ceilingUrl, processes, postgresVersion: ceilingUrl ? await serverVersion(ceilingUrl) : "unknown" };
+    const [ordersToken, inventoryToken] = [process.env.BENCH_ORDERS_TOKEN, process.env.BENCH_INVENTORY_TOKEN];
+    if (!ordersToken || !inventoryToken) throw new Error("set BENCH_ORDERS_TOKEN and BENCH_INVENTORY_TOKEN to load running services");
+    return { orderUrl: process.env.ORDER_SERVICE_URL, inventoryUrl: process.env.INVENTORY_SERVICE_URL, inventoryMetricsUrl: process.env.INVENTORY_METRICS_URL, ceilingUrl, processes, postgresVersion: ceilingUrl ? await serverVersion(ceilingUrl) : "unknown", ordersToken, inventoryToken };
   }
+  const issuer = await createTestIssuer();
+  const inventoryToken = await issuer.token("bench", { audience: INVENTORY_API, scopes: ["inventory:admin", "inventory:read", "inventory:reserve"] });
   const dir = mkdtempSync(path.join(os.tmpdir(), "ecom-bench-"));
   chmodSync(dir, 0o755);
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -119,15 +130,17 @@ async function startSystem() {
   await Promise.all([ensureDatabase(inventoryDb), ensureDatabase(ordersDb)]);
   const [inventoryPort, orderPort, inventoryMetricsPort] = [await freePort(), await freePort(), await freePort()];
   const common = { NODE_ENV: "production", SERVER_HOST: "127.0.0.1", LOG_LEVEL: "warn" };
-  processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, SERVER_PORT: String(inventoryPort), METRICS_PORT: String(inventoryMetricsPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
+  processes.push(["inventory-service", service("services/inventory-service/src/main.ts", { ...common, ...issuer.env(INVENTORY_API), SERVER_PORT: String(inventoryPort), METRICS_PORT: String(inventoryMetricsPort), DATABASE_URL: inventoryDb, RUN_SEEDER: "false" })]);
   const inventoryUrl = `http://127.0.0.1:${inventoryPort}`;
-  await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }))));
-  processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl, RATE_LIMIT_MAX: "0" })]);
+  await waitUntil(() => ping(createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl, interceptors: [withToken(inventoryToken)] }))));
+  const orderServiceToken = await issuer.token("order-service", { audience: INVENTORY_API, scopes: ["inventory:read", "inventory:reserve"], clientId: "order-service" });
+  processes.push(["order-service", service("services/order-service/src/main.ts", { ...common, ...issuer.env(ORDERS_API), INVENTORY_TOKEN: orderServiceToken, SERVER_PORT: String(orderPort), DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryUrl, RATE_LIMIT_MAX: "0" })]);
   const orderUrl = `http://127.0.0.1:${orderPort}`;
   await waitUntil(async () => (await fetch(`${orderUrl}/readyz`).catch(() => undefined))?.ok === true);
   const ceilingUrl = await scratchDatabase(server);
   const inventoryMetricsUrl = `http://127.0.0.1:${inventoryMetricsPort}/metrics`;
-  return { orderUrl, inventoryUrl, inventoryMetricsUrl, ceilingUrl, processes, postgresVersion: await serverVersion(ceilingUrl) };
+  const ordersToken = await issuer.token("bench", { audience: ORDERS_API });
+  return { orderUrl, inventoryUrl, inventoryMetricsUrl, ceilingUrl, processes, postgresVersion: await serverVersion(ceilingUrl), ordersToken, inventoryToken };
 }
 
 function service(entry: string, env: Record<string, string>) {
@@ -154,6 +167,14 @@ async function serverVersion(url: string) {
   const { rows } = await client.query("SHOW server_version");
   await client.end();
   return rows[0].server_version as string;
+}
+
+/** Sends `token` as the bearer token of every inventory call. */
+function withToken(token: string): Interceptor {
+  return (next) => async (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
 }
 
 async function ping(client: Client<typeof InventoryService>) {
@@ -195,8 +216,8 @@ async function loadOrders(items: () => { product_id: string; quantity: number }[
     requests: [
       {
         method: "POST",
-        headers: { "content-type": "application/json" },
-        setupRequest: (req) => ({ ...req, body: JSON.stringify({ user_id: `bench-${Math.floor(Math.random() * 1000)}`, items: items() }) }),
+        headers: { "content-type": "application/json", authorization: ordersAuthorization },
+        setupRequest: (req) => ({ ...req, body: JSON.stringify({ items: items() }) }),
       },
     ],
   });
@@ -296,11 +317,11 @@ async function flashSale(units: number, buyers: number): Promise<Omit<Row, "scen
   let sellOutMs = 0;
   const started = performance.now();
   await Promise.all(
-    Array.from({ length: buyers }, (_, i) => {
-      const body = JSON.stringify({ user_id: `buyer-${i}`, items: [{ product_id: product!.id, quantity: 1 }] });
+    Array.from({ length: buyers }, () => {
+      const body = JSON.stringify({ items: [{ product_id: product!.id, quantity: 1 }] });
       return new Promise<void>((resolve) => {
         const t = performance.now();
-        const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+        const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: ordersAuthorization } }, (res) => {
           res.resume();
           res.on("end", () => {
             histogram.recordValue(Math.round((performance.now() - t) * 1000));

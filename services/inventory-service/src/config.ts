@@ -1,3 +1,6 @@
+import { DEV_ISSUER_URL } from "@ecommerce/auth/dev-issuer.ts";
+import { INVENTORY_API } from "@ecommerce/auth/audiences.ts";
+import { DEFAULT_CALLER_BUDGET, type CallerBudgetSettings } from "./interceptors/caller-budget.ts";
 import { DEFAULT_BATCH_BOUNDS, type BatchBounds } from "./stock/coalescing.ts";
 import * as contents from "./stock/limits.ts";
 
@@ -63,6 +66,33 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   contents,
 });
 
+/**
+ * Whom the gRPC edge trusts to say who a caller is: the issuer of bearer
+ * tokens, the audience they must name, and where the issuer's public keys
+ * are (exactly one of a URL and a file). Authentication has no off switch;
+ * these say only whose tokens are good.
+ */
+export interface AuthSettings {
+  readonly issuer: string;
+  /** The `aud` every token must name (default `inventory-api`). */
+  readonly audience: string;
+  readonly jwksUrl?: string;
+  readonly jwksFile?: string;
+  /** Skew allowed between the issuer's clock and ours for `exp` and `nbf` (default 30 s). */
+  readonly clockToleranceSeconds?: number;
+  /** Whether server reflection answers without a token (default true): it describes the API, no data. */
+  readonly reflectionPublic?: boolean;
+  /** Least time between key reloads caused by unknown key ids (default 30 s): how soon a rotated-in key is used. */
+  readonly keyRefetchCooldownSeconds?: number;
+}
+
+/** The development issuer of `make dev`, trusted when no other is configured (outside production). */
+export const DEV_ISSUER_AUTH: AuthSettings = Object.freeze({
+  issuer: DEV_ISSUER_URL,
+  audience: INVENTORY_API,
+  jwksUrl: `${DEV_ISSUER_URL}/.well-known/jwks.json`,
+});
+
 /** Settings of the inventory service, read once from the environment at start. */
 export interface Config {
   readonly nodeEnv: string;
@@ -94,6 +124,12 @@ export interface Config {
   readonly batching: BatchBounds;
   /** Plain HTTP port serving GET /metrics (Prometheus) on serverHost; 0: none. */
   readonly metricsPort: number;
+
+  // Identity.
+  /** The token issuer, audience and keys the gRPC edge verifies callers with. */
+  readonly auth: AuthSettings;
+  /** Calls each caller (token subject) may make per window; perCaller 0: no budget. */
+  readonly callerBudget: CallerBudgetSettings;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -141,7 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   let databaseUrl = env.DATABASE_URL?.trim() || undefined;
   if (databaseUrl === undefined) {
     if (production) problems.push("DATABASE_URL is required when NODE_ENV=production");
-  } else if (!isPostgresUrl(databaseUrl)) {
+  } else if (!isUrlOf(databaseUrl, ["postgres:", "postgresql:"])) {
     problems.push(`DATABASE_URL must be a postgres:// or postgresql:// URL, got "${databaseUrl}"`);
     databaseUrl = undefined;
   }
@@ -174,6 +210,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxQueued: integer("BATCH_MAX_QUEUED", DEFAULT_BATCH_BOUNDS.maxQueued, 0, 1_000_000),
     }),
     metricsPort: integer("METRICS_PORT", 9464, 0, 65535),
+
+    // Identity.
+    auth: loadAuth(env, production, problems, integer, boolean),
+    callerBudget: Object.freeze({
+      perCaller: integer("RATE_LIMIT_PER_CALLER", DEFAULT_CALLER_BUDGET.perCaller, 0, 100_000_000),
+      windowMs: integer("RATE_LIMIT_WINDOW_MS", DEFAULT_CALLER_BUDGET.windowMs, 1, 86_400_000),
+    }),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
@@ -205,10 +248,48 @@ function loadLimits(integer: ReadInteger): Limits {
   });
 }
 
-function isPostgresUrl(value: string): boolean {
+/**
+ * The token settings. In development they default to the development
+ * issuer (`make dev`: DEV_ISSUER_URL and its JWKS endpoint); in production
+ * the issuer, the audience and one JWKS source must be set, so that a
+ * service is never deployed trusting the development keys by omission.
+ */
+function loadAuth(
+  env: NodeJS.ProcessEnv,
+  production: boolean,
+  problems: string[],
+  integer: ReadInteger,
+  boolean: (name: string, fallback: boolean) => boolean,
+): AuthSettings {
+  const read = (name: string) => env[name]?.trim() || undefined;
+  const issuer = read("AUTH_ISSUER");
+  const audience = read("AUTH_AUDIENCE");
+  let jwksUrl = read("AUTH_JWKS_URL");
+  const jwksFile = read("AUTH_JWKS_FILE");
+  if (production) {
+    for (const [name, value] of [["AUTH_ISSUER", issuer], ["AUTH_AUDIENCE", audience]] as const) {
+      if (value === undefined) problems.push(`${name} is required when NODE_ENV=production`);
+    }
+    if (jwksUrl === undefined && jwksFile === undefined) problems.push("AUTH_JWKS_URL or AUTH_JWKS_FILE is required when NODE_ENV=production");
+  }
+  if (jwksUrl !== undefined && jwksFile !== undefined) problems.push("set only one of AUTH_JWKS_URL and AUTH_JWKS_FILE");
+  if (jwksUrl !== undefined && !isUrlOf(jwksUrl, ["http:", "https:"])) {
+    problems.push(`AUTH_JWKS_URL must be an http:// or https:// URL, got "${jwksUrl}"`);
+    jwksUrl = undefined;
+  }
+  return Object.freeze({
+    issuer: issuer ?? DEV_ISSUER_AUTH.issuer,
+    audience: audience ?? DEV_ISSUER_AUTH.audience,
+    ...(jwksFile !== undefined ? { jwksFile } : { jwksUrl: jwksUrl ?? DEV_ISSUER_AUTH.jwksUrl }),
+    clockToleranceSeconds: integer("AUTH_CLOCK_TOLERANCE_SECONDS", 30, 0, 600),
+    reflectionPublic: boolean("AUTH_REFLECTION_PUBLIC", true),
+  });
+}
+
+/** Whether `value` is a URL of one of `protocols` (such as "https:"). */
+function isUrlOf(value: string, protocols: readonly string[]): boolean {
   try {
-    const url = new URL(value);
-    return url.protocol === "postgres:" || url.protocol === "postgresql:";
+    return protocols.includes(new URL(value).protocol);
   } catch {
     return false;
   }

@@ -20,12 +20,15 @@ const server = await startInventoryServer({
   limits: config.limits,
   batching: config.batching,
   metricsPort: config.metricsPort,
+  auth: config.auth,
+  callerBudget: config.callerBudget,
 }).catch(async (err: unknown) => {
   logger.fatal({ err }, "could not start");
   await database.stop();
   process.exit(1);
 });
 logger.info({ url: server.url, port: server.port, protocols: ["grpc", "grpc-web", "connect"] }, `inventory-service listening on ${server.url}`);
+logger.info({ issuer: config.auth.issuer, audience: config.auth.audience }, "calls need bearer tokens of this issuer and audience");
 if (server.metricsUrl) logger.info({ url: server.metricsUrl }, `metrics on ${server.metricsUrl}`);
 
 let stopping = false;

@@ -1,7 +1,8 @@
+import { createTokenVerifier } from "@ecommerce/auth/verifier.ts";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
-import { DEFAULT_LIMITS, type Limits } from "./config.ts";
+import { DEFAULT_LIMITS, DEV_ISSUER_AUTH, type AuthSettings, type Limits } from "./config.ts";
 import { inventoryServerRoutes } from "./connect.ts";
 import { createDatabase, type Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
@@ -9,6 +10,8 @@ import { createGrpcServer } from "./edge/http2-server.ts";
 import { createRequestHandler } from "./edge/request-handler.ts";
 import { watchDatabase } from "./health/database-watch.ts";
 import { createHealthState, ServingStatus } from "./health/health-state.ts";
+import { authentication } from "./interceptors/authentication.ts";
+import { callerBudget, DEFAULT_CALLER_BUDGET, type CallerBudgetSettings } from "./interceptors/caller-budget.ts";
 import { deadlineCap } from "./interceptors/deadline.ts";
 import { callLogging } from "./interceptors/logging.ts";
 import { createLogger } from "./logger.ts";
@@ -40,6 +43,15 @@ export interface InventoryServerOptions {
   batching?: BatchBounds;
   /** Plain HTTP port of GET /metrics, on `host`; 0 or unset: not served (the metrics are still kept). */
   metricsPort?: number;
+  /**
+   * Whose bearer tokens the gRPC edge accepts (see AuthSettings). Every call
+   * but Health (and public reflection) needs one whatever is given here;
+   * unset, the development issuer's (DEV_ISSUER_AUTH), as loadConfig's
+   * development defaults.
+   */
+  auth?: AuthSettings;
+  /** Calls each caller may make (default DEFAULT_CALLER_BUDGET). */
+  callerBudget?: CallerBudgetSettings;
 }
 
 /** A running inventory service. */
@@ -66,7 +78,9 @@ const LIVENESS = "liveness";
  * Starts a complete inventory service in this process: migrates the
  * database, seeds it when asked, starts the expiry sweeper and serves, on
  * one port and over gRPC, gRPC-Web and Connect, InventoryService,
- * grpc.health.v1.Health and server reflection.
+ * grpc.health.v1.Health and server reflection. Every InventoryService call
+ * needs a bearer token of `options.auth`'s issuer with the scope of its RPC
+ * (see RPC_SCOPES); Health never does, reflection unless made private.
  *
  * Health: the whole server ("") and InventoryService are NOT_SERVING until
  * the database answers `SELECT 1`, then follow it, checked every
@@ -76,6 +90,9 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
   const logger = options.logger ?? createLogger(options.logLevel ?? "warn");
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const host = options.host ?? "127.0.0.1";
+  const { reflectionPublic = true, ...verifierOptions } = options.auth ?? DEV_ISSUER_AUTH;
+  // Built before anything starts: settings it refuses (no JWKS source, two) fail the start.
+  const verifier = createTokenVerifier(verifierOptions);
   const db = createDatabase({ url: options.databaseUrl, poolSize: options.dbPoolSize, logger });
   try {
     await migrate(db);
@@ -110,7 +127,13 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
       batching: options.batching,
       onBatch: metrics.observeBatch,
     }),
-    interceptors: [callLogging(logger), errorInterceptor, deadlineCap(limits.maxCallMs)],
+    interceptors: [
+      callLogging(logger),
+      errorInterceptor,
+      authentication({ verifier, reflectionPublic }),
+      callerBudget(options.callerBudget ?? DEFAULT_CALLER_BUDGET),
+      deadlineCap(limits.maxCallMs),
+    ],
     limits,
     logger,
   });

@@ -23,7 +23,7 @@ describe("with the default batch bounds", () => {
   it("serves two hundred racing ReserveStock calls in shared batches, exactly ten getting the last ten units", async () => {
     const product = await h.product({ initialStock: 10 });
     const before = await batchSizes(h, "reserve");
-    const cs = replicaClients(h.server);
+    const cs = replicaClients(h);
     const results = await Promise.allSettled(
       Array.from({ length: 200 }, (_, i) =>
         cs[i % cs.length]!.reserveStock({ orderId: randomUUID(), lines: [{ productId: product.id, quantity: 1 }] }),
@@ -42,7 +42,7 @@ describe("with the default batch bounds", () => {
     const orderIds = Array.from({ length: 60 }, () => randomUUID());
     await h.client.reserveOrders({ orders: orderIds.map((orderId) => ({ orderId, lines: [{ productId: product.id, quantity: 1 }] })) });
     const before = { release: await batchSizes(h, "release"), commit: await batchSizes(h, "commit") };
-    const cs = replicaClients(h.server);
+    const cs = replicaClients(h);
     const unknown = randomUUID();
     const [released, committed, twice, notFound] = await Promise.all([
       Promise.allSettled(orderIds.slice(0, 30).map((orderId, i) => cs[i % 4]!.releaseStock({ orderId, reason: "cancelled" }))),
@@ -64,7 +64,7 @@ describe("with the default batch bounds", () => {
 
   it("never deadlocks when batches overlap in products in opposite orders while the same orders are released, committed and expire", async () => {
     const ids = (await Promise.all(Array.from({ length: 4 }, () => h.product({ initialStock: 200 })))).map((p) => p.id);
-    const cs = replicaClients(h.server);
+    const cs = replicaClients(h);
     const orderIds = Array.from({ length: 240 }, () => randomUUID());
     const linesOf = (i: number) => {
       const lines = ids.filter((_, j) => j !== i % 4).map((productId, j) => ({ productId, quantity: 1 + ((i + j) % 3) }));

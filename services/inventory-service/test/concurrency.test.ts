@@ -11,7 +11,7 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 /** Clients on separate HTTP/2 connections, as separate order-service replicas would be. */
-const clients = () => replicaClients(h.server);
+const clients = () => replicaClients(h);
 
 it("lets exactly ten of two hundred racing orders have the last ten units", async () => {
   const product = await h.product({ initialStock: 10 });

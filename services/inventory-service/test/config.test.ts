@@ -1,3 +1,5 @@
+import { INVENTORY_API } from "@ecommerce/auth/audiences.ts";
+import { DEV_ISSUER_URL } from "@ecommerce/auth/dev-issuer.ts";
 import { describe, expect, it } from "vitest";
 import { ConfigError, DEFAULT_LIMITS, loadConfig } from "../src/config.ts";
 
@@ -10,6 +12,13 @@ function problemsOf(env: NodeJS.ProcessEnv): readonly string[] {
   }
   throw new Error("expected the configuration to be refused");
 }
+
+/** What production must say about tokens: whose, for whom, and where the keys are. */
+const PRODUCTION_AUTH = {
+  AUTH_ISSUER: "https://id.example.com",
+  AUTH_AUDIENCE: "inventory-api",
+  AUTH_JWKS_URL: "https://id.example.com/.well-known/jwks.json",
+};
 
 describe("configuration", () => {
   it("has development defaults and is frozen", () => {
@@ -57,6 +66,7 @@ describe("configuration", () => {
       KEEPALIVE_INTERVAL_MS: "2000",
       KEEPALIVE_TIMEOUT_MS: "500",
       REQUEST_BODY_TIMEOUT_MS: "300",
+      ...PRODUCTION_AUTH,
     });
     expect(config).toMatchObject({
       serverPort: 7000,
@@ -87,8 +97,8 @@ describe("configuration", () => {
   });
 
   it("requires DATABASE_URL and does not seed by default in production", () => {
-    expect(problemsOf({ NODE_ENV: "production" })).toEqual(["DATABASE_URL is required when NODE_ENV=production"]);
-    expect(loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgresql://db/inventory" }).runSeeder).toBe(false);
+    expect(problemsOf({ NODE_ENV: "production", ...PRODUCTION_AUTH })).toEqual(["DATABASE_URL is required when NODE_ENV=production"]);
+    expect(loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgresql://db/inventory", ...PRODUCTION_AUTH }).runSeeder).toBe(false);
   });
 
   it("names every malformed variable at once", () => {
@@ -142,6 +152,60 @@ describe("batching and metrics configuration", () => {
       'BATCH_MAX_SIZE must be an integer from 1 to 500, got "501"',
       'BATCH_MAX_IN_FLIGHT must be an integer from 1 to 64, got "0"',
       'METRICS_PORT must be an integer from 0 to 65535, got "x"',
+    ]);
+  });
+});
+
+describe("identity configuration", () => {
+  it("trusts the development issuer by default, with reflection public and a budget per caller", () => {
+    const config = loadConfig({});
+    expect(config.auth).toEqual({
+      issuer: DEV_ISSUER_URL,
+      audience: INVENTORY_API,
+      jwksUrl: `${DEV_ISSUER_URL}/.well-known/jwks.json`,
+      clockToleranceSeconds: 30,
+      reflectionPublic: true,
+    });
+    expect(config.callerBudget).toEqual({ perCaller: 1200, windowMs: 60_000 });
+    expect(Object.isFrozen(config.auth)).toBe(true);
+  });
+
+  it("reads every variable", () => {
+    const config = loadConfig({
+      AUTH_ISSUER: "https://id.example.com",
+      AUTH_AUDIENCE: "stock-api",
+      AUTH_JWKS_FILE: "/etc/issuer/jwks.json",
+      AUTH_CLOCK_TOLERANCE_SECONDS: "5",
+      AUTH_REFLECTION_PUBLIC: "false",
+      RATE_LIMIT_PER_CALLER: "0",
+      RATE_LIMIT_WINDOW_MS: "1000",
+    });
+    expect(config.auth).toEqual({
+      issuer: "https://id.example.com",
+      audience: "stock-api",
+      jwksFile: "/etc/issuer/jwks.json",
+      clockToleranceSeconds: 5,
+      reflectionPublic: false,
+    });
+    expect(config.callerBudget).toEqual({ perCaller: 0, windowMs: 1000 });
+  });
+
+  it("refuses to start in production without an issuer, an audience and a JWKS, and has no switch to turn tokens off", () => {
+    expect(problemsOf({ NODE_ENV: "production", DATABASE_URL: "postgresql://db/inventory", AUTH_ENABLED: "false" })).toEqual([
+      "AUTH_ISSUER is required when NODE_ENV=production",
+      "AUTH_AUDIENCE is required when NODE_ENV=production",
+      "AUTH_JWKS_URL or AUTH_JWKS_FILE is required when NODE_ENV=production",
+    ]);
+  });
+
+  it("takes exactly one JWKS source, as a URL of HTTP(S)", () => {
+    expect(problemsOf({ AUTH_JWKS_URL: "https://id.example.com/jwks", AUTH_JWKS_FILE: "/jwks.json" })).toEqual([
+      "set only one of AUTH_JWKS_URL and AUTH_JWKS_FILE",
+    ]);
+    expect(problemsOf({ AUTH_JWKS_URL: "file:///jwks.json", AUTH_CLOCK_TOLERANCE_SECONDS: "-1", RATE_LIMIT_WINDOW_MS: "0" })).toEqual([
+      'AUTH_JWKS_URL must be an http:// or https:// URL, got "file:///jwks.json"',
+      'AUTH_CLOCK_TOLERANCE_SECONDS must be an integer from 0 to 600, got "-1"',
+      'RATE_LIMIT_WINDOW_MS must be an integer from 1 to 86400000, got "0"',
     ]);
   });
 });

@@ -11,7 +11,7 @@ import { sql, type Kysely } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createDatabase, type Database } from "../src/db/database.ts";
-import { stockInconsistencies } from "./inventory-harness.ts";
+import { stockInconsistencies, testCredentials } from "./inventory-harness.ts";
 
 // The service as a process of its own on a PostgreSQL of the test's own,
 // which the test restarts and whose backends it terminates: idle, under
@@ -128,7 +128,9 @@ beforeAll(async () => {
   postgres = await startOwnPostgres();
   databaseUrl = postgres.url("inventory");
   await ensureDatabase(databaseUrl);
+  const credentials = await testCredentials();
   service = await startService("inventory-service", {
+    ...credentials.env,
     DATABASE_URL: databaseUrl,
     METRICS_PORT: "0",
     NODE_OPTIONS: SERVICE_NODE_OPTIONS,
@@ -136,7 +138,7 @@ beforeAll(async () => {
     DB_POOL_SIZE: "8",
     LOG_LEVEL: "silent",
   });
-  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: service.url }));
+  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: service.url, interceptors: [credentials.operator] }));
   health = createClient(Health, createGrpcTransport({ baseUrl: service.url }));
   db = createDatabase({ url: databaseUrl, poolSize: 2 });
   await expectServing();

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { INVENTORY_READ } from "@ecommerce/auth/scopes.ts";
 import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { CheckStockRequestSchema, ReservationStatus } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
@@ -103,7 +104,13 @@ describe("the server's cap on call time (GRPC_MAX_TIMEOUT_MS)", () => {
       const body = toBinary(CheckStockRequestSchema, create(CheckStockRequestSchema, { lines: [{ productId: product.id, quantity: 1 }] }));
       const answer = await h2Request(
         h.server.url,
-        { ":path": "/inventory.v1.InventoryService/CheckStock", "content-type": "application/grpc", te: "trailers", "grpc-timeout": "99999999H" },
+        {
+          ":path": "/inventory.v1.InventoryService/CheckStock",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-timeout": "99999999H",
+          authorization: `Bearer ${await h.token("reader", [INVENTORY_READ])}`,
+        },
         envelope(body),
       );
       expect(answer.grpcStatus).toBe(0);

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { ReservationStatus } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
+import { rpcError, startHarness, stockInconsistencies, TEST_OPERATOR, type Harness } from "./inventory-harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -40,13 +40,13 @@ it("expires an unconfirmed reservation after its TTL, gives the stock back and r
   expect(again.code).toBe(Code.FailedPrecondition);
   const ledger = await h.server.db
     .selectFrom("stock_movements")
-    .select(["kind", "reserved_delta"])
+    .select(["kind", "reserved_delta", "actor"])
     .where("order_id", "=", orderId)
     .orderBy("id")
     .execute();
   expect(ledger).toEqual([
-    { kind: "reserve", reserved_delta: 3 },
-    { kind: "expire", reserved_delta: -3 },
+    { kind: "reserve", reserved_delta: 3, actor: TEST_OPERATOR },
+    { kind: "expire", reserved_delta: -3, actor: "system" },
   ]);
 });
 

@@ -3,8 +3,9 @@ import http2 from "node:http2";
 import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { INVENTORY_ADMIN } from "@ecommerce/auth/scopes.ts";
 import { Health, HealthCheckRequestSchema } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
 import {
   AdjustmentReason,
@@ -19,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { DEFAULT_LIMITS } from "../src/config.ts";
 import * as contents from "../src/stock/limits.ts";
 import { encodePageToken } from "../src/stock/page-token.ts";
+import { ALL_INVENTORY_SCOPES, bearer, TEST_OPERATOR, testCredentials } from "./inventory-harness.ts";
 import { envelope, FRAME, h2Request, rawConnection, type RawConnection } from "./raw-http2.ts";
 
 // The gRPC edge of the real service process against input meant to hurt
@@ -45,8 +47,18 @@ let grpc: Client<typeof InventoryService>;
 let connectProtocol: Client<typeof InventoryService>;
 let health: Client<typeof Health>;
 
+let operator: Interceptor;
+let operatorToken: string;
+/** A caller whose subject is as long as an actor may be, so that its AdjustStock may name it. */
+let longActor: Client<typeof InventoryService>;
+const LONG_SUBJECT = "x".repeat(contents.MAX_ACTOR_LENGTH);
+
 beforeAll(async () => {
+  const credentials = await testCredentials();
+  operator = credentials.operator;
+  operatorToken = await credentials.token(TEST_OPERATOR, ALL_INVENTORY_SCOPES);
   service = await startService("inventory-service", {
+    ...credentials.env,
     DATABASE_URL: await createTestDatabase("hostile"),
     METRICS_PORT: "0",
     NODE_OPTIONS: SERVICE_NODE_OPTIONS,
@@ -61,9 +73,14 @@ beforeAll(async () => {
   // against its own session memory (10 MB by default) and then fails every
   // call on the connection: these clients send many such requests.
   const nodeOptions = { maxSessionMemory: 1000 };
-  grpc = createClient(InventoryService, createGrpcTransport({ baseUrl: service.url, nodeOptions }));
-  connectProtocol = createClient(InventoryService, createConnectTransport({ baseUrl: service.url, httpVersion: "2", nodeOptions }));
+  const interceptors = [operator];
+  grpc = createClient(InventoryService, createGrpcTransport({ baseUrl: service.url, nodeOptions, interceptors }));
+  connectProtocol = createClient(InventoryService, createConnectTransport({ baseUrl: service.url, httpVersion: "2", nodeOptions, interceptors }));
   health = createClient(Health, createGrpcTransport({ baseUrl: service.url }));
+  longActor = createClient(
+    InventoryService,
+    createGrpcTransport({ baseUrl: service.url, interceptors: [bearer(credentials.token(LONG_SUBJECT, [INVENTORY_ADMIN]))] }),
+  );
 });
 afterAll(() => service?.crash());
 
@@ -153,7 +170,7 @@ describe("unary requests at and over every bound", () => {
     [`note of ${MAX_NOTE_LENGTH} characters`, () => adjust({ note: text(MAX_NOTE_LENGTH) }), Code.NotFound],
     [`note of ${MAX_NOTE_LENGTH + 1} characters`, () => adjust({ note: text(MAX_NOTE_LENGTH + 1) }), Code.InvalidArgument],
     ["note of 900 KiB", () => adjust({ note: text(LARGE) }), Code.InvalidArgument],
-    [`actor of ${MAX_ACTOR_LENGTH} characters`, () => adjust({ actor: text(MAX_ACTOR_LENGTH) }), Code.NotFound],
+    [`actor of ${MAX_ACTOR_LENGTH} characters`, () => longActor.adjustStock({ productId: randomUUID(), change: { case: "delta", value: 1 }, reason: AdjustmentReason.RESTOCK, actor: LONG_SUBJECT }), Code.NotFound],
     [`actor of ${MAX_ACTOR_LENGTH + 1} characters`, () => adjust({ actor: text(MAX_ACTOR_LENGTH + 1) }), Code.InvalidArgument],
     [`release reason of ${MAX_NOTE_LENGTH} characters`, () => grpc.releaseStock({ orderId: randomUUID(), reason: text(MAX_NOTE_LENGTH) }), undefined],
     [`release reason of ${MAX_NOTE_LENGTH + 1} characters`, () => grpc.releaseStock({ orderId: randomUUID(), reason: text(MAX_NOTE_LENGTH + 1) }), Code.InvalidArgument],
@@ -207,9 +224,10 @@ describe("bodies that are not what they claim", () => {
   });
 
   it("serves a deadline longer than 2^31 ms without a timer overflow", async () => {
-    const viaGrpc = await h2Request(service.url, grpcHeaders(LIST_PRODUCTS, { "grpc-timeout": "99999999H" }), envelope(new Uint8Array()));
+    const authorization = `Bearer ${operatorToken}`;
+    const viaGrpc = await h2Request(service.url, grpcHeaders(LIST_PRODUCTS, { "grpc-timeout": "99999999H", authorization }), envelope(new Uint8Array()));
     expect(viaGrpc.grpcStatus).toBe(0);
-    const viaConnect = await h2Request(service.url, { ":path": LIST_PRODUCTS, "content-type": "application/proto", "connect-timeout-ms": "9999999999" }, new Uint8Array());
+    const viaConnect = await h2Request(service.url, { ":path": LIST_PRODUCTS, "content-type": "application/proto", "connect-timeout-ms": "9999999999", authorization }, new Uint8Array());
     expect(viaConnect.status).toBe(200);
     await expectUnharmed();
   });
@@ -271,7 +289,7 @@ describe("abusive connections", () => {
   });
 
   it("serves 2,000 concurrent calls on one connection, queued by the client under maxConcurrentStreams", async () => {
-    const client = createClient(InventoryService, createGrpcTransport({ baseUrl: service.url }));
+    const client = createClient(InventoryService, createGrpcTransport({ baseUrl: service.url, interceptors: [operator] }));
     const codes = await Promise.all(Array.from({ length: 2000 }, () => codeOf(client.getProduct({ productId: randomUUID() }))));
     expect(new Set(codes)).toEqual(new Set([Code.NotFound]));
     await expectUnharmed();

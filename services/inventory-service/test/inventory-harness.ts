@@ -1,21 +1,34 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { INVENTORY_API } from "@ecommerce/auth/audiences.ts";
+import { INVENTORY_ADMIN, INVENTORY_READ, INVENTORY_RESERVE } from "@ecommerce/auth/scopes.ts";
 import {
   CreateProductRequestSchema,
   InventoryService,
   type Product,
   type StockLevel,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import { createTestIssuer, type TestIssuer } from "@ecommerce/tools/test-tokens.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import { sql, type Kysely } from "kysely";
+import type { AuthSettings } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { startInventoryServer, type InventoryServer, type InventoryServerOptions } from "../src/server.ts";
+
+/** Every inventory scope: the harness's own client may call every RPC, and no budget applies to it. */
+export const ALL_INVENTORY_SCOPES = [INVENTORY_READ, INVENTORY_RESERVE, INVENTORY_ADMIN];
 
 /** A real inventory service on a fresh database, and a gRPC client of it. */
 export interface Harness {
   server: InventoryServer;
+  /** The issuer the server trusts. */
+  issuer: TestIssuer;
+  /** A client whose calls carry a token for subject `test-operator` with every inventory scope. */
   client: Client<typeof InventoryService>;
+  token: TestCredentials["token"];
+  /** Sends the client's token, for clients of other transports or services. */
+  operator: Interceptor;
   /** Creates a product with a unique SKU (and 10 units unless told otherwise). */
   product(fields?: MessageInitShape<typeof CreateProductRequestSchema>): Promise<Product>;
   /** A product's stock level as GetProduct reports it. */
@@ -25,13 +38,64 @@ export interface Harness {
 
 let skuCounter = 0;
 
-/** Starts the service in-process on an ephemeral port against its own empty database. */
-export async function startHarness(options: Partial<InventoryServerOptions> = {}): Promise<Harness> {
-  const server = await startInventoryServer({ databaseUrl: await createTestDatabase("inventory"), ...options });
-  const client = createClient(InventoryService, createGrpcTransport({ baseUrl: server.url }));
+/** Interceptor that sends `token` (or the token it resolves to, once) as the call's bearer token. */
+export function bearer(token: string | Promise<string>): Interceptor {
+  return (next) => async (req) => {
+    req.header.set("authorization", `Bearer ${await token}`);
+    return next(req);
+  };
+}
+
+/** The service's test identity, as the harness's client calls it. */
+export const TEST_OPERATOR = "test-operator";
+
+/** An issuer of a test's own and what a service and its clients need to use it. */
+export interface TestCredentials {
+  issuer: TestIssuer;
+  /** startInventoryServer's `auth` option trusting the issuer. */
+  auth: { issuer: string; audience: string; jwksFile: string };
+  /** The same as AUTH_* variables, for a service started as a process. */
+  env: Record<string, string>;
+  /** A token for `subject` with `scopes`, for inventory-api. */
+  token(subject: string, scopes: readonly string[], options?: { clientId?: string }): Promise<string>;
+  /** Sends a token of TEST_OPERATOR with every inventory scope. */
+  operator: Interceptor;
+}
+
+/** A fresh test issuer, for inventory-api. */
+export async function testCredentials(): Promise<TestCredentials> {
+  const issuer = await createTestIssuer();
+  const token: TestCredentials["token"] = (subject, scopes, extra = {}) => issuer.token(subject, { audience: INVENTORY_API, scopes, ...extra });
+  return {
+    issuer,
+    auth: { issuer: issuer.issuer, audience: INVENTORY_API, jwksFile: issuer.jwksFile },
+    env: issuer.env(INVENTORY_API),
+    token,
+    operator: bearer(token(TEST_OPERATOR, ALL_INVENTORY_SCOPES)),
+  };
+}
+
+/**
+ * Starts the service in-process on an ephemeral port against its own empty
+ * database, trusting an issuer of its own; `options.auth` changes what it
+ * says about it.
+ */
+export async function startHarness(
+  options: Partial<Omit<InventoryServerOptions, "auth">> & { auth?: Partial<AuthSettings> } = {},
+): Promise<Harness> {
+  const credentials = await testCredentials();
+  const server = await startInventoryServer({
+    databaseUrl: await createTestDatabase("inventory"),
+    ...options,
+    auth: { ...credentials.auth, ...options.auth },
+  });
+  const client = createClient(InventoryService, createGrpcTransport({ baseUrl: server.url, interceptors: [credentials.operator] }));
   return {
     server,
+    issuer: credentials.issuer,
     client,
+    token: credentials.token,
+    operator: credentials.operator,
     async product(fields = {}) {
       const defaults = {
         sku: `TEST-${++skuCounter}-${Date.now()}`,
@@ -57,9 +121,9 @@ export async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
   throw new Error("expected the call to fail, but it succeeded");
 }
 
-/** Clients on separate HTTP/2 connections, as separate order-service replicas would be. */
-export function replicaClients(server: InventoryServer, count = 4): Client<typeof InventoryService>[] {
-  return Array.from({ length: count }, () => createClient(InventoryService, createGrpcTransport({ baseUrl: server.url })));
+/** Clients on separate HTTP/2 connections, as separate order-service replicas would be, each with the harness's token. */
+export function replicaClients(h: Harness, count = 4): Client<typeof InventoryService>[] {
+  return Array.from({ length: count }, () => createClient(InventoryService, createGrpcTransport({ baseUrl: h.server.url, interceptors: [h.operator] })));
 }
 
 /** Status code of each settled call: "ok" or the gRPC code's name, counted. */

@@ -4,7 +4,7 @@ import { BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts"
 import { AdjustmentReason } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rpcError, startHarness, stockInconsistencies, type Harness } from "./inventory-harness.ts";
+import { rpcError, startHarness, stockInconsistencies, TEST_OPERATOR, type Harness } from "./inventory-harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -117,7 +117,7 @@ describe("AdjustStock", () => {
       change: { case: "delta", value: 5 },
       reason: AdjustmentReason.RESTOCK,
       note: "delivery 4711",
-      actor: "alice",
+      actor: TEST_OPERATOR,
     });
     expect(restock.product?.stock).toMatchObject({ onHand: 15, available: 15 });
     expect(restock.movement).toMatchObject({
@@ -126,7 +126,7 @@ describe("AdjustStock", () => {
       onHandDelta: 5,
       reservedDelta: 0,
       note: "delivery 4711",
-      actor: "alice",
+      actor: TEST_OPERATOR,
     });
     await h.client.adjustStock({ productId: p.id, change: { case: "delta", value: -2 }, reason: AdjustmentReason.WRITE_OFF });
     const corrected = await h.client.adjustStock({

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { createTokenVerifier } from "@ecommerce/auth/verifier.ts";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import { Kysely, PostgresDialect } from "kysely";
@@ -7,7 +8,9 @@ import pg from "pg";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
+import { authentication } from "../src/interceptors/authentication.ts";
 import { createInventoryService } from "../src/stock/service.ts";
+import { testCredentials } from "./inventory-harness.ts";
 
 // The service on a pool that records every statement sent: one statement
 // outside a transaction is one round trip and one commit.
@@ -29,7 +32,13 @@ beforeAll(async () => {
   db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   await migrate(db);
   const service = createInventoryService({ db, reservationTtlSeconds: 60, onBatch: (_step, size) => batches.push(size) });
-  client = createClient(InventoryService, createRouterTransport((router) => router.service(InventoryService, service)));
+  // Authenticated as over the wire: checking a token sends no statement.
+  const credentials = await testCredentials();
+  const transport = createRouterTransport((router) => router.service(InventoryService, service), {
+    router: { interceptors: [authentication({ verifier: createTokenVerifier(credentials.auth), reflectionPublic: true })] },
+    transport: { interceptors: [credentials.operator] },
+  });
+  client = createClient(InventoryService, transport);
 });
 afterAll(() => db.destroy());
 beforeEach(() => {

@@ -20,7 +20,7 @@ import {
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { repoRoot } from "@ecommerce/tools/postgres.ts";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { startHarness, type Harness } from "./inventory-harness.ts";
+import { ALL_INVENTORY_SCOPES, startHarness, type Harness } from "./inventory-harness.ts";
 
 // The real service (seeded with the sample products) as tools that know
 // nothing of this code base see it: the buf CLI learning the schema by
@@ -31,8 +31,11 @@ const SMARTPHONE = "00000000-0000-4000-8000-000000000002";
 const SERVED = [InventoryService, Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection];
 
 let h: Harness;
+/** buf curl's and grpcio's credentials: a token with every inventory scope. */
+let authorization: string;
 beforeAll(async () => {
   h = await startHarness({ seed: true });
+  authorization = `Bearer ${await h.token("interop", ALL_INVENTORY_SCOPES)}`;
   // Health is NOT_SERVING until the first database check has answered.
   const health = createClient(Health, createGrpcTransport({ baseUrl: h.server.url }));
   await vi.waitFor(async () => expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING));
@@ -57,7 +60,7 @@ async function buf(...args: string[]): Promise<{ stdout: string; stderr: string;
 
 describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s and no .proto files", (reflectProtocol) => {
   const curl = (...args: string[]) =>
-    buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", reflectProtocol, ...args);
+    buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", reflectProtocol, "-H", `authorization: ${authorization}`, ...args);
 
   it("lists exactly the services the server answers", async () => {
     const result = await curl("--list-services", h.server.url);
@@ -130,6 +133,7 @@ interface GrpcioResult {
 async function callWithGrpcio(calls: GrpcioCall[]): Promise<GrpcioResult[]> {
   const input = JSON.stringify({
     target: new URL(h.server.url).host,
+    metadata: [["authorization", authorization]],
     calls: calls.map((c) => ({
       method: c.method,
       request: Buffer.from(c.request).toString("base64"),

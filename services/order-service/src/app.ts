@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
+import { createClientCredentialsSource, staticTokenSource, type TokenSource } from "@ecommerce/auth/client-credentials.ts";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from "fastify";
 import { Compile } from "typebox/compile";
-import type { Config } from "./config.ts";
+import type { Config, InventoryTokenConfig } from "./config.ts";
 import { unsupportedEncoding } from "./errors.ts";
+import { authPlugin } from "./plugins/auth.ts";
 import { dbPlugin } from "./plugins/db.ts";
 import { inventoryPlugin } from "./plugins/inventory.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
@@ -26,6 +28,8 @@ export interface AppDeps {
 
 const saneRequestId = Compile(RequestId);
 const PROBES = new Set(["/healthz", "/readyz"]);
+/** The versioned API, where every route needs a bearer token. */
+const API_PREFIX = "/api/v1";
 
 /**
  * Builds the order service's Fastify app, ready to listen. Tests call this
@@ -89,6 +93,7 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
   for (const schema of COMPONENT_SCHEMAS) app.addSchema(schema);
 
   await app.register(problemsPlugin);
+  await app.register(authPlugin, { verifier: config.auth, prefix: API_PREFIX });
   await app.register(protectionPlugin, config);
   await app.register(requestContextPlugin);
   await app.register(dbPlugin, { url: databaseUrl, poolSize: config.dbPoolSize });
@@ -96,15 +101,23 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
     url: config.inventoryUrl,
     timeoutMs: config.inventoryTimeoutMs,
     readMaxBytes: limits.inventoryReadMaxBytes,
+    token: inventoryTokenSource(config.inventoryToken),
   });
-  await app.register(openApiPlugin);
+  await app.register(openApiPlugin, { tokenUrl: config.inventoryToken.kind === "client_credentials" ? config.inventoryToken.tokenUrl : undefined });
   await app.register(metricsPlugin);
   await app.register(orderStepsPlugin, config.batching);
 
   await app.register(healthRoutes);
-  await app.register(orderRoutes, { prefix: "/api/v1" });
-  await app.register(productRoutes, { prefix: "/api/v1" });
+  await app.register(orderRoutes, { prefix: API_PREFIX });
+  await app.register(productRoutes, { prefix: API_PREFIX });
   return app;
+}
+
+/** Where the order service's own token for inventory comes from: the issuer's token endpoint, or a fixed token. */
+function inventoryTokenSource(settings: InventoryTokenConfig): TokenSource {
+  if (settings.kind === "static") return staticTokenSource(settings.token);
+  const { tokenUrl, clientId, clientSecret, scope, audience } = settings;
+  return createClientCredentialsSource({ tokenUrl, clientId, clientSecret, scope, audience });
 }
 
 /**

@@ -3,6 +3,9 @@
  * Every missing or malformed variable is reported in one message so an
  * operator can fix them all at once.
  */
+import { INVENTORY_API, ORDERS_API } from "@ecommerce/auth/audiences.ts";
+import { DEV_ISSUER_URL } from "@ecommerce/auth/dev-issuer.ts";
+import { INVENTORY_READ, INVENTORY_RESERVE } from "@ecommerce/auth/scopes.ts";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -33,14 +36,62 @@ export interface Config {
   // REST conventions and protective defaults (see README, "REST conventions").
   /** Origins allowed to call the API from a browser; empty turns CORS off. */
   readonly corsOrigins: readonly string[];
-  /** Requests per client (IP address) per window; 0 turns rate limiting off. */
+  /** Requests per caller (token subject, else IP address) per window; 0 turns rate limiting off. */
   readonly rateLimitMax: number;
   readonly rateLimitWindowMs: number;
   /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
   readonly trustProxy: boolean;
   /** Natural batching of order placement (see README, "Batching"). */
   readonly batching: BatchingConfig;
+  /** How callers' bearer tokens are verified (see README, "Authentication"). */
+  readonly auth: AuthConfig;
+  /** How the order service gets its own token for inventory. */
+  readonly inventoryToken: InventoryTokenConfig;
 }
+
+/** The issuer whose tokens the API accepts. There is no setting that turns authentication off. */
+export interface AuthConfig {
+  /** AUTH_ISSUER: the only `iss` accepted. */
+  readonly issuer: string;
+  /** AUTH_AUDIENCE: the `aud` a token must name (orders-api). */
+  readonly audience: string;
+  /** AUTH_JWKS_URL: where the issuer publishes its keys; or jwksFile. */
+  readonly jwksUrl?: string;
+  /** AUTH_JWKS_FILE: a JWK Set on disk; or jwksUrl. */
+  readonly jwksFile?: string;
+  /** AUTH_CLOCK_TOLERANCE_SECONDS: skew allowed on exp and nbf. */
+  readonly clockToleranceSeconds: number;
+  /** AUTH_KEY_REFETCH_COOLDOWN_SECONDS: least time between reloads of the keys for an unknown key id (a rotation is picked up within it). */
+  readonly keyRefetchCooldownSeconds: number;
+}
+
+/**
+ * The order service's credentials for inventory: a client-credentials grant
+ * (cached, refreshed before expiry), or a fixed token for development and
+ * tests (INVENTORY_TOKEN).
+ */
+export type InventoryTokenConfig =
+  | { readonly kind: "static"; readonly token: string }
+  | {
+      readonly kind: "client_credentials";
+      readonly tokenUrl: string;
+      readonly clientId: string;
+      readonly clientSecret: string;
+      readonly scope: string;
+      readonly audience: string;
+    };
+
+/**
+ * The order service's client at the development issuer (tools/dev.ts
+ * registers it): the default credentials outside production. Not a secret:
+ * the development issuer is never trusted anywhere else.
+ */
+export const DEV_INVENTORY_CLIENT = Object.freeze({
+  clientId: "order-service",
+  clientSecret: "order-service-development-secret",
+  scopes: [INVENTORY_READ, INVENTORY_RESERVE],
+  audience: INVENTORY_API,
+});
 
 /**
  * Bounds of the placement pipeline (orders/steps.ts): a queue per
@@ -196,8 +247,54 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
 
+  const production = env.NODE_ENV === "production";
+  const text = (name: string, fallback: string | undefined): string | undefined => env[name]?.trim() || fallback;
+  // Outside production everything defaults to the development issuer that
+  // `make dev` runs; in production each setting must be given.
+  const dev = (value: string) => (production ? undefined : value);
+  const issuer = text("AUTH_ISSUER", dev(DEV_ISSUER_URL));
+  const audience = text("AUTH_AUDIENCE", ORDERS_API)!;
+  const jwksFile = text("AUTH_JWKS_FILE", undefined);
+  const jwksUrl = url("AUTH_JWKS_URL", jwksFile ? undefined : dev(`${DEV_ISSUER_URL}/.well-known/jwks.json`), ["http:", "https:"]);
+  if (issuer === undefined) problems.push("AUTH_ISSUER is required when NODE_ENV=production");
+  if (production && !env.AUTH_AUDIENCE?.trim()) problems.push("AUTH_AUDIENCE is required when NODE_ENV=production");
+  if (env.AUTH_JWKS_URL?.trim() && jwksFile) problems.push("give one of AUTH_JWKS_URL and AUTH_JWKS_FILE, not both");
+  else if (jwksUrl === undefined && jwksFile === undefined) problems.push("AUTH_JWKS_URL or AUTH_JWKS_FILE is required when NODE_ENV=production");
+  const auth: AuthConfig = Object.freeze({
+    issuer: issuer ?? "",
+    audience,
+    ...(jwksFile ? { jwksFile } : { jwksUrl: jwksUrl ?? "" }),
+    clockToleranceSeconds: integer("AUTH_CLOCK_TOLERANCE_SECONDS", 30, 0, 300),
+    keyRefetchCooldownSeconds: integer("AUTH_KEY_REFETCH_COOLDOWN_SECONDS", 30, 0, 3600),
+  });
+
+  const staticToken = text("INVENTORY_TOKEN", undefined);
+  const tokenUrl = url("INVENTORY_TOKEN_URL", dev(`${DEV_ISSUER_URL}/oauth/token`), ["http:", "https:"]);
+  const clientId = text("INVENTORY_CLIENT_ID", dev(DEV_INVENTORY_CLIENT.clientId));
+  const clientSecret = text("INVENTORY_CLIENT_SECRET", dev(DEV_INVENTORY_CLIENT.clientSecret));
+  let inventoryToken: InventoryTokenConfig;
+  if (staticToken !== undefined) {
+    inventoryToken = { kind: "static", token: staticToken };
+  } else {
+    if (tokenUrl === undefined || clientId === undefined || clientSecret === undefined) {
+      problems.push(
+        "INVENTORY_TOKEN_URL, INVENTORY_CLIENT_ID and INVENTORY_CLIENT_SECRET (or INVENTORY_TOKEN) are required when NODE_ENV=production",
+      );
+    }
+    inventoryToken = {
+      kind: "client_credentials",
+      tokenUrl: tokenUrl ?? "",
+      clientId: clientId ?? "",
+      clientSecret: clientSecret ?? "",
+      scope: text("INVENTORY_TOKEN_SCOPE", DEV_INVENTORY_CLIENT.scopes.join(" "))!,
+      audience: text("INVENTORY_TOKEN_AUDIENCE", INVENTORY_API)!,
+    };
+  }
+
   const config: Config = {
     ...core,
+    auth,
+    inventoryToken: Object.freeze(inventoryToken),
     limits,
     corsOrigins,
     rateLimitMax: integer("RATE_LIMIT_MAX", 1000, 0, 1_000_000_000),

@@ -17,6 +17,8 @@ export type ErrorCode =
   | "request_timeout"
   | "headers_too_large"
   | "invalid_cursor"
+  | "unauthorized"
+  | "forbidden"
   | "order_not_found"
   | "product_not_found"
   | "duplicate_product"
@@ -28,6 +30,7 @@ export type ErrorCode =
   | "idempotency_key_reused"
   | "rate_limited"
   | "inventory_unavailable"
+  | "auth_unavailable"
   | "overloaded"
   | "database_unavailable"
   | "not_ready"
@@ -131,6 +134,15 @@ export const rateLimited = (retryAfterSeconds: number) =>
     "rate_limited",
     `Too many requests from this client; try again in ${retryAfterSeconds} second${retryAfterSeconds === 1 ? "" : "s"}.`,
   );
+
+/** No usable bearer token: the detail says what was wrong with it, never what it held. */
+export const unauthorized = (detail: string) => new AppError("unauthorized", detail);
+
+/** The caller is known but may not do this. */
+export const forbidden = (detail: string) => new AppError("forbidden", detail);
+
+export const authUnavailable = () =>
+  new AppError("auth_unavailable", "Tokens cannot be checked right now (the issuer's signing keys are unavailable); try again shortly.");
 
 export const duplicateProduct = (productId: string) =>
   new AppError(

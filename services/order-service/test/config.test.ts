@@ -30,10 +30,63 @@ test("names every malformed variable in one message", () => {
   expect(attempt).toThrow('LOG_REQUESTS must be true or false, got "maybe"');
 });
 
+/** What production needs besides a database: whom to trust, and how to get a token for inventory. */
+const PRODUCTION_AUTH = {
+  AUTH_ISSUER: "https://id.example.com",
+  AUTH_AUDIENCE: "orders-api",
+  AUTH_JWKS_URL: "https://id.example.com/.well-known/jwks.json",
+  INVENTORY_TOKEN_URL: "https://id.example.com/oauth/token",
+  INVENTORY_CLIENT_ID: "order-service",
+  INVENTORY_CLIENT_SECRET: "s3cret",
+};
+
 test("requires DATABASE_URL in production", () => {
-  expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/DATABASE_URL is required/);
-  expect(loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgres://db/orders" }).databaseUrl).toBe(
+  expect(() => loadConfig({ NODE_ENV: "production", ...PRODUCTION_AUTH })).toThrow(/DATABASE_URL is required/);
+  expect(loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgres://db/orders", ...PRODUCTION_AUTH }).databaseUrl).toBe(
     "postgres://db/orders",
+  );
+});
+
+test("trusts the development issuer by default, outside production only", () => {
+  expect(loadConfig({}).auth).toEqual({
+    issuer: "http://127.0.0.1:9400",
+    audience: "orders-api",
+    jwksUrl: "http://127.0.0.1:9400/.well-known/jwks.json",
+    clockToleranceSeconds: 30,
+    keyRefetchCooldownSeconds: 30,
+  });
+  expect(loadConfig({}).inventoryToken).toMatchObject({
+    kind: "client_credentials",
+    tokenUrl: "http://127.0.0.1:9400/oauth/token",
+    clientId: "order-service",
+    scope: "inventory:read inventory:reserve",
+    audience: "inventory-api",
+  });
+});
+
+test("refuses to start in production without an issuer, its keys and a way to get an inventory token", () => {
+  const attempt = () => loadConfig({ NODE_ENV: "production", DATABASE_URL: "postgres://db/orders" });
+  expect(attempt).toThrow("AUTH_ISSUER is required when NODE_ENV=production");
+  expect(attempt).toThrow("AUTH_AUDIENCE is required when NODE_ENV=production");
+  expect(attempt).toThrow("AUTH_JWKS_URL or AUTH_JWKS_FILE is required when NODE_ENV=production");
+  expect(attempt).toThrow(/INVENTORY_TOKEN_URL, INVENTORY_CLIENT_ID and INVENTORY_CLIENT_SECRET \(or INVENTORY_TOKEN\) are required/);
+  const withFile = loadConfig({
+    ...PRODUCTION_AUTH,
+    NODE_ENV: "production",
+    DATABASE_URL: "postgres://db/orders",
+    AUTH_JWKS_URL: "",
+    AUTH_JWKS_FILE: "/etc/orders/jwks.json",
+    INVENTORY_TOKEN: "a-static-token",
+    AUTH_CLOCK_TOLERANCE_SECONDS: "5",
+  });
+  expect(withFile.auth).toMatchObject({ jwksFile: "/etc/orders/jwks.json", clockToleranceSeconds: 5 });
+  expect(withFile.auth).not.toHaveProperty("jwksUrl");
+  expect(withFile.inventoryToken).toEqual({ kind: "static", token: "a-static-token" });
+});
+
+test("takes one source of keys, not two", () => {
+  expect(() => loadConfig({ AUTH_JWKS_URL: "http://id.test/jwks.json", AUTH_JWKS_FILE: "/tmp/jwks.json" })).toThrow(
+    "give one of AUTH_JWKS_URL and AUTH_JWKS_FILE, not both",
   );
 });
 

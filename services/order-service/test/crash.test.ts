@@ -9,7 +9,7 @@ import { afterEach, beforeEach, expect, test } from "vitest";
 import { connectDatabase } from "../src/db/connect.ts";
 import type { Database } from "../src/db/database.ts";
 import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts";
-import { eventually } from "./system.ts";
+import { bearer, eventually, INVENTORY_AUTH_ENV, inventoryAdmin, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
 
 /**
  * Crashes of real processes: each service runs as `node src/main.ts` and is
@@ -22,6 +22,7 @@ import { eventually } from "./system.ts";
 const ORDERS = 200;
 /** Short reconciler settings, so that convergence takes seconds. */
 const ORDER_ENV = {
+  ...ORDER_SERVICE_AUTH_ENV,
   RECONCILE_INTERVAL_MS: "100",
   PENDING_GRACE_MS: "1000",
   PENDING_GIVE_UP_MS: "30000",
@@ -41,14 +42,14 @@ let orders: Kysely<Database>;
 beforeEach(async (context) => {
   const label = context.task.name.includes("inventory") ? "crashinv" : "crashord";
   [inventoryDb, ordersDb] = await Promise.all([createTestDatabase(`${label}_inventory`), createTestDatabase(`${label}_orders`)]);
-  inventoryProcess = await startService("inventory-service", { DATABASE_URL: inventoryDb });
+  inventoryProcess = await startService("inventory-service", { ...INVENTORY_AUTH_ENV, DATABASE_URL: inventoryDb });
   orderProcess = await startService("order-service", {
     ...ORDER_ENV,
     DATABASE_URL: ordersDb,
     INVENTORY_SERVICE_URL: inventoryProcess.url,
   });
   sessions = new Http2SessionManager(inventoryProcess.url);
-  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryProcess.url, sessionManager: sessions }));
+  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryProcess.url, sessionManager: sessions, interceptors: [inventoryAdmin] }));
   orders = connectDatabase(ordersDb, 2);
 });
 
@@ -96,7 +97,7 @@ async function placeOrderWithCode(body: Outcome["body"], key: string): Promise<{
   try {
     const res = await fetch(`${orderProcess?.url}/api/v1/orders`, {
       method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": key },
+      headers: { "content-type": "application/json", "idempotency-key": key, authorization: await bearer(body.user_id, []) },
       body: JSON.stringify(body),
     });
     const answer = (await res.json()) as { code?: string };
@@ -147,7 +148,7 @@ test("inventory killed in the middle of 200 orders and restarted: every order en
 
   const outcomes = await burst(product, async () => {
     await inventoryProcess?.crash();
-    inventoryProcess = await startService("inventory-service", { DATABASE_URL: inventoryDb }, port);
+    inventoryProcess = await startService("inventory-service", { ...INVENTORY_AUTH_ENV, DATABASE_URL: inventoryDb }, port);
   });
 
   // While inventory was down, clients got 503 (the order stays pending) or a final answer.

@@ -9,7 +9,7 @@ import { startService, type ServiceProcess } from "@ecommerce/tools/processes.ts
 import { createTestDatabase, startOwnPostgres, type OwnPostgres } from "@ecommerce/tools/testing.ts";
 import pg from "pg";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { eventually } from "./system.ts";
+import { bearer, eventually, ORDER_SERVICE_AUTH_ENV, INVENTORY_AUTH, inventoryAdmin } from "./system.ts";
 
 /**
  * The orders database goes away and comes back (a restart, terminated
@@ -34,10 +34,11 @@ beforeAll(async () => {
   ordersDb = postgres.url("orders");
   await ensureDatabase(ordersDb);
   inventoryDb = await createTestDatabase("dbrestart_inventory");
-  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb });
+  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, auth: INVENTORY_AUTH });
   sessions = new Http2SessionManager(inventoryServer.url);
-  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions }));
+  inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions, interceptors: [inventoryAdmin] }));
   service = await startService("order-service", {
+    ...ORDER_SERVICE_AUTH_ENV,
     DATABASE_URL: ordersDb,
     INVENTORY_SERVICE_URL: inventoryServer.url,
     RECONCILE_INTERVAL_MS: "100",
@@ -75,6 +76,7 @@ async function request(path: string, init: { method?: string; body?: unknown; ke
   const res = await fetch(`${service.url}${path}`, {
     method: init.method ?? (init.body ? "POST" : "GET"),
     headers: {
+      authorization: await bearer("dbrestart"),
       ...(init.body ? { "content-type": "application/json" } : {}),
       ...(init.key ? { "idempotency-key": init.key } : {}),
     },

@@ -10,6 +10,7 @@ import { SERVICE_NODE_OPTIONS } from "@ecommerce/tools/runtime.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { exchange, http, type RawResponse } from "./raw-http.ts";
+import { bearer, ORDER_SERVICE_AUTH_ENV, INVENTORY_AUTH, inventoryAdmin } from "./system.ts";
 
 /**
  * Hostile input at the REST edge, against the order service as a process
@@ -34,7 +35,11 @@ const ENV = {
   RATE_LIMIT_MAX: "0",
   LOG_REQUESTS: "false",
   NODE_OPTIONS: SERVICE_NODE_OPTIONS,
+  ...ORDER_SERVICE_AUTH_ENV,
 };
+/** A customer whose id is as long as user_id may be: orders are placed for the token's subject. */
+const LONGEST_USER = "u".repeat(128);
+const LONGEST_USER_AUTHORIZATION = await bearer(LONGEST_USER);
 /** The service's resident memory must come back under this after every case. */
 const RSS_BOUND_MB = 200;
 
@@ -47,10 +52,10 @@ let products: string[];
 beforeAll(async () => {
   const inventoryDb = await createTestDatabase("hostile_inventory");
   ordersDb = await createTestDatabase("hostile_orders");
-  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb });
+  inventoryServer = await startInventoryServer({ databaseUrl: inventoryDb, auth: INVENTORY_AUTH });
   service = await startService("order-service", { ...ENV, DATABASE_URL: ordersDb, INVENTORY_SERVICE_URL: inventoryServer.url });
   sessions = new Http2SessionManager(inventoryServer.url);
-  const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions }));
+  const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryServer.url, sessionManager: sessions, interceptors: [inventoryAdmin] }));
   products = await Promise.all(
     Array.from({ length: 101 }, async (_, i) => {
       const { product } = await inventory.createProduct({
@@ -71,7 +76,8 @@ afterAll(async () => {
   await inventoryServer?.close();
 });
 
-const order = (lines: number, userId = "hostile") =>
+// raw-client: the subject of the token raw requests carry.
+const order = (lines: number, userId = "raw-client") =>
   ({ user_id: userId, items: products.slice(0, lines).map((product_id) => ({ product_id, quantity: 1 })) });
 const post = (body: unknown, headers: Record<string, string> = {}) =>
   http("POST", "/api/v1/orders", headers, typeof body === "string" ? body : JSON.stringify(body));
@@ -110,11 +116,11 @@ const cases: Case[] = [
     code: "validation_failed",
     check: (r) => expect(JSON.parse(r.body).errors).toEqual([{ field: "/body/items", message: expect.any(String) }]),
   },
-  { name: "user_id of 128 characters", request: () => post(order(1, "u".repeat(128))), status: 201 },
+  { name: "user_id of 128 characters", request: () => post(order(1, LONGEST_USER), { authorization: LONGEST_USER_AUTHORIZATION }), status: 201 },
   { name: "user_id of 129 characters", request: () => post(order(1, "u".repeat(129))), status: 400, code: "validation_failed" },
   {
     name: "a product_id longer than a UUID",
-    request: () => post({ user_id: "hostile", items: [{ product_id: `${products[0]}${"0".repeat(10_000)}`, quantity: 1 }] }),
+    request: () => post({ user_id: "raw-client", items: [{ product_id: `${products[0]}${"0".repeat(10_000)}`, quantity: 1 }] }),
     status: 400,
     code: "validation_failed",
   },

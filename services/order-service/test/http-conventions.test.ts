@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { call, createProduct, startSystem, type TestSystem } from "./system.ts";
+import { bearer, call, createProduct, startSystem, type TestSystem } from "./system.ts";
 
 /** The default setup: no CORS, no rate limit (as the other tests run). */
 let plain: TestSystem;
@@ -100,8 +100,9 @@ describe("bodies", () => {
     const place = () => call(`${plain.api}/orders`, { body: { user_id: "nobody", items: [{ product_id: product, quantity: 1 }] } });
     const [a, b] = [(await place()).body.id, (await place()).body.id];
 
-    const bare = await fetch(`${plain.api}/orders/${a}/cancel`, { method: "POST" });
-    const labelled = await fetch(`${plain.api}/orders/${b}/fulfill`, { method: "POST", headers: { "content-type": "application/json" } });
+    const authorization = await bearer("nobody");
+    const bare = await fetch(`${plain.api}/orders/${a}/cancel`, { method: "POST", headers: { authorization } });
+    const labelled = await fetch(`${plain.api}/orders/${b}/fulfill`, { method: "POST", headers: { authorization, "content-type": "application/json" } });
 
     expect(bare.status).toBe(200);
     expect(labelled.status).toBe(200);
@@ -109,12 +110,15 @@ describe("bodies", () => {
 });
 
 describe("rate limiting", () => {
-  const from = (client: string, headers: Record<string, string> = {}) => ({ headers: { "x-forwarded-for": client, ...headers } });
+  // Each client is a caller of its own: the limiter keys authenticated callers by subject.
+  const from = async (client: string, headers: Record<string, string> = {}) => ({
+    headers: { "x-forwarded-for": client, authorization: await bearer(`client-${client}`), ...headers },
+  });
 
   test("answers 429 rate_limited with Retry-After once a client spends its budget", async () => {
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await call(`${guarded.api}/orders`, from("203.0.113.1"))).status);
-    const limited = await call(`${guarded.api}/orders`, from("203.0.113.1"));
+    for (let i = 0; i < 3; i++) statuses.push((await call(`${guarded.api}/orders`, await from("203.0.113.1"))).status);
+    const limited = await call(`${guarded.api}/orders`, await from("203.0.113.1"));
 
     expect(statuses).toEqual([200, 200, 200]);
     expect(limited.status).toBe(429);
@@ -127,12 +131,12 @@ describe("rate limiting", () => {
   });
 
   test("counts each client apart, and never limits the probes", async () => {
-    for (let i = 0; i < 4; i++) await call(`${guarded.api}/orders`, from("203.0.113.2"));
+    for (let i = 0; i < 4; i++) await call(`${guarded.api}/orders`, await from("203.0.113.2"));
 
-    expect((await call(`${guarded.api}/orders`, from("203.0.113.3"))).status).toBe(200);
+    expect((await call(`${guarded.api}/orders`, await from("203.0.113.3"))).status).toBe(200);
     for (let i = 0; i < 5; i++) {
-      expect((await call(`${guarded.root}/healthz`, from("203.0.113.2"))).status).toBe(200);
-      expect((await call(`${guarded.root}/readyz`, from("203.0.113.2"))).status).toBe(200);
+      expect((await call(`${guarded.root}/healthz`, await from("203.0.113.2"))).status).toBe(200);
+      expect((await call(`${guarded.root}/readyz`, await from("203.0.113.2"))).status).toBe(200);
     }
   });
 

@@ -131,6 +131,34 @@ describe("the OpenAPI document", () => {
     expect(doc.components.parameters.RequestId).toMatchObject({ name: "x-request-id", in: "header" });
   });
 
+  test("declares a bearer JWT scheme and the client-credentials flow with the staff scopes", () => {
+    const { bearerAuth, oauth2 } = doc.components.securitySchemes;
+    expect(bearerAuth).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
+    expect(oauth2.type).toBe("oauth2");
+    expect(Object.keys(oauth2.flows.clientCredentials.scopes).sort()).toEqual(["orders:cancel_any", "orders:fulfil", "orders:read_all"]);
+    expect(oauth2.flows.clientCredentials.tokenUrl).toMatch(/^https?:\/\//);
+  });
+
+  test("secures every /api/v1 operation, with its scope, and documents its 401 and 403; the probes need nothing", () => {
+    for (const [method, path, op] of operations()) {
+      if (!path.startsWith("/api/v1/")) {
+        expect(op.security, `${method} ${path}`).toBeUndefined();
+        continue;
+      }
+      const scopes = path.endsWith("/fulfill") ? ["orders:fulfil"] : [];
+      expect(op.security, `${method} ${path}`).toEqual([{ bearerAuth: scopes }, { oauth2: scopes }]);
+      expect(Object.keys(op.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["401", "403"]));
+      expect(Object.keys(op.responses["401"].content["application/problem+json"].examples)).toContain("unauthorized");
+      expect(Object.keys(op.responses["403"].content["application/problem+json"].examples)).toContain("forbidden");
+    }
+  });
+
+  test("says that user_id is optional when placing an order", () => {
+    const schema = doc.paths["/api/v1/orders"].post.requestBody.content["application/json"].schema;
+    expect(schema.required).toEqual(["items"]);
+    expect(schema.properties.user_id.description).toMatch(/token's subject/);
+  });
+
   test("shows real examples: a request body of seeded products and the responses", () => {
     const place = doc.paths["/api/v1/orders"].post;
     expect(place.requestBody.content["application/json"].example.items[0].product_id).toBe(
@@ -149,6 +177,11 @@ describe("the OpenAPI document", () => {
 });
 
 describe("Swagger UI", () => {
+  test("keeps a token pasted under Authorize across reloads", async () => {
+    const init = await (await fetch(`${system.root}/docs/static/swagger-initializer.js`)).text();
+    expect(init).toMatch(/"persistAuthorization":\s*true/);
+  });
+
   test("is served at /docs under the security headers, with its scripts allowed by the CSP", async () => {
     const page = await fetch(`${system.root}/docs`);
     const html = await page.text();

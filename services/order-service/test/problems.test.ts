@@ -8,7 +8,7 @@ import type { ErrorCode } from "../src/errors.ts";
 import { PROBLEM_TYPES } from "../src/plugins/problems.ts";
 import { COMPONENT_SCHEMAS } from "../src/routes/schemas.ts";
 import { exchange, http } from "./raw-http.ts";
-import { createProduct, startSystem, type TestSystem } from "./system.ts";
+import { bearer, call, createProduct, startSystem, type TestSystem } from "./system.ts";
 
 let system: TestSystem;
 let doc: any;
@@ -52,10 +52,16 @@ interface Request {
   unrouted?: boolean;
 }
 
+/** A request from `client`, with a staff token whose subject is that client unless `headers` has an authorization of its own. */
 async function send({ method = "GET", path, body, contentType = "application/json", headers, client = randomClient() }: Request) {
   const res = await fetch(`${system.root}${path}`, {
     method,
-    headers: { "x-forwarded-for": client, ...(body === undefined ? {} : { "content-type": contentType }), ...headers },
+    headers: {
+      "x-forwarded-for": client,
+      authorization: await bearer(`client-${client}`),
+      ...(body === undefined ? {} : { "content-type": contentType }),
+      ...headers,
+    },
     body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: res.status, headers: res.headers, text: await res.text() };
@@ -94,10 +100,16 @@ function expectProblem(request: Request, res: { status: number; headers: Headers
   return body;
 }
 
-const order = (items: unknown) => ({ user_id: "problems", items });
+const order = (items: unknown) => ({ items });
+/** A customer without staff scopes. */
+const CUSTOMER = await bearer("problems", []);
 const unknownId = "0190c0de-0000-7000-8000-00000000beef";
 
 const cases: { code: ErrorCode; name: string; request: () => Request }[] = [
+  { code: "unauthorized", name: "no bearer token", request: () => ({ path: "/api/v1/orders", headers: { authorization: "" } }) },
+  { code: "unauthorized", name: "a token that is not a JWT", request: () => ({ path: "/api/v1/products", headers: { authorization: "Bearer nope" } }) },
+  { code: "forbidden", name: "a customer fulfilling an order", request: () => ({ method: "POST", path: `/api/v1/orders/${unknownId}/fulfill`, headers: { authorization: CUSTOMER } }) },
+  { code: "forbidden", name: "a customer listing another customer's orders", request: () => ({ path: "/api/v1/orders?user_id=someone-else", headers: { authorization: CUSTOMER } }) },
   { code: "validation_failed", name: "a path parameter that is not a UUID", request: () => ({ path: "/api/v1/orders/123" }) },
   { code: "validation_failed", name: "an invalid body field", request: () => ({ method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 0 }]) }) },
   { code: "validation_failed", name: "an Idempotency-Key too long", request: () => ({ method: "POST", path: `/api/v1/orders/${unknownId}/cancel`, headers: { "idempotency-key": "k".repeat(256) } }) },
@@ -133,6 +145,17 @@ describe("every error is a problem document with its documented code", () => {
     expectProblem(request, await send(request), "order_rejected");
   });
 
+  test("auth_unavailable: the issuer's keys cannot be loaded, with Retry-After", async () => {
+    const keyless = await startSystem("problems_nokeys", { env: { AUTH_JWKS_FILE: "/nonexistent/jwks.json" } });
+    try {
+      const res = await call(`${keyless.api}/orders`);
+      expectProblem({ path: "/api/v1/orders" }, { status: res.status, headers: res.headers, text: JSON.stringify(res.body) }, "auth_unavailable");
+      expect(res.headers.get("retry-after")).toBe("2");
+    } finally {
+      await keyless.close();
+    }
+  });
+
   test("status_conflict: cancelling a fulfilled order", async () => {
     const placed = JSON.parse((await send({ method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 1 }]) })).text);
     await send({ method: "POST", path: `/api/v1/orders/${placed.id}/fulfill` });
@@ -143,7 +166,8 @@ describe("every error is a problem document with its documented code", () => {
 
   test("idempotency_key_reused: the same key with another body", async () => {
     const key = randomUUID();
-    const first = { method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 1 }]), headers: { "idempotency-key": key } };
+    // Keys are the caller's: both requests come from one client.
+    const first = { method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 1 }]), headers: { "idempotency-key": key }, client: "192.0.2.20" };
     expect((await send(first)).status).toBe(201);
     const request = { ...first, body: order([{ product_id: plenty, quantity: 2 }]) };
     expectProblem(request, await send(request), "idempotency_key_reused");
@@ -156,7 +180,7 @@ describe("every error is a problem document with its documented code", () => {
     const silent = createServer((socket) => void sockets.add(socket));
     await new Promise<void>((resolve) => silent.listen(system.inventoryServer.port, "127.0.0.1", resolve));
     try {
-      const request = { method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 1 }]), headers: { "idempotency-key": randomUUID() } };
+      const request = { method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 1 }]), headers: { "idempotency-key": randomUUID() }, client: "192.0.2.21" };
       const first = send(request);
       await sleep(200);
       expectProblem(request, await send(request), "idempotency_key_in_flight");
@@ -258,13 +282,13 @@ describe("every error is a problem document with its documented code", () => {
       return reserveOrders(...args);
     }) as typeof reserveOrders;
     try {
-      const order = { method: "POST", path: "/api/v1/orders", body: { user_id: "busy", items: [{ product_id: plenty, quantity: 1 }] } };
-      const held = send(order);
+      const placement = { method: "POST", path: "/api/v1/orders", body: order([{ product_id: plenty, quantity: 1 }]) };
+      const held = send(placement);
       await reserving;
       // The first order's reservation is in flight; the next finds a step busy and nowhere to wait.
-      let answer = await send(order);
-      for (let i = 0; i < 20 && answer.status !== 503; i++) answer = await send(order);
-      expectProblem(order, answer, "overloaded");
+      let answer = await send(placement);
+      for (let i = 0; i < 20 && answer.status !== 503; i++) answer = await send(placement);
+      expectProblem(placement, answer, "overloaded");
       expect(answer.headers.get("retry-after")).toBe("2");
       release();
       expect((await held).status).toBe(201);

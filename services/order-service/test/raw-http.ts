@@ -1,4 +1,5 @@
 import { connect, type Socket } from "node:net";
+import { RAW_AUTHORIZATION } from "./system.ts";
 
 /**
  * HTTP/1.1 over a raw socket, for requests no HTTP client would send
@@ -63,12 +64,17 @@ export function exchange(port: number, request: string | Buffer | ((socket: Sock
   });
 }
 
-/** The bytes of an HTTP/1.1 request; Content-Length is added for a body unless `headers` sets framing itself. */
+/**
+ * The bytes of an HTTP/1.1 request; Content-Length is added for a body
+ * unless `headers` sets framing itself, and a staff token
+ * ({@link RAW_AUTHORIZATION}) unless `headers` sets `authorization`.
+ */
 export function http(method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Buffer {
   const framing = Object.keys(headers).some((h) => /^(content-length|transfer-encoding)$/i.test(h));
   const all: Record<string, string> = {
     host: "127.0.0.1",
     connection: "close",
+    authorization: RAW_AUTHORIZATION,
     ...(body !== undefined ? { "content-type": "application/json" } : {}),
     ...(body !== undefined && !framing ? { "content-length": String(Buffer.byteLength(body)) } : {}),
     ...headers,

@@ -23,7 +23,7 @@ afterAll(() => system?.close());
 
 /** Stores a pending order the way POST /orders does, as if its process died right after. */
 async function abandonedPlacement(body: { user_id: string; items: { product_id: string; quantity: number }[] }, key: string) {
-  const request = idempotentRequest(IDEMPOTENT_ENDPOINTS.placeOrder, key, { params: {}, body });
+  const request = idempotentRequest(body.user_id, IDEMPOTENT_ENDPOINTS.placeOrder, key, { params: {}, body });
   const [order] = await storePendingOrders(system.app.db, [
     { id: uuidv7(), user_id: body.user_id, items: body.items, idempotency: { request, lockMs: 60_000 } },
   ]);

@@ -6,7 +6,7 @@ import { freePort } from "@ecommerce/tools/postgres.ts";
 import { createTestDatabase } from "@ecommerce/tools/testing.ts";
 import pino from "pino";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { eventually } from "./system.ts";
+import { bearer, eventually, INVENTORY_AUTH, ORDER_SERVICE_AUTH_ENV } from "./system.ts";
 
 // The real process, as operators run it, so its real log lines can be read.
 let orderService: ChildProcess;
@@ -30,11 +30,12 @@ beforeAll(async () => {
     },
   });
   // Debug level: inventory logs successful calls there.
-  inventory = await startInventoryServer({ databaseUrl: inventoryDb, seed: true, logger: pino({ level: "debug" }, sink) });
+  inventory = await startInventoryServer({ databaseUrl: inventoryDb, seed: true, logger: pino({ level: "debug" }, sink), auth: INVENTORY_AUTH });
 
   orderService = spawn(process.execPath, [path.join(import.meta.dirname, "../src/main.ts")], {
     env: {
       ...process.env,
+      ...ORDER_SERVICE_AUTH_ENV,
       SERVER_PORT: String(port),
       SERVER_HOST: "127.0.0.1",
       DATABASE_URL: ordersDb,
@@ -72,7 +73,7 @@ const linesOf = (lines: Record<string, unknown>[], requestId: string) => lines.f
 test("the caller's X-Request-Id tags every log line of the request and reaches inventory", async () => {
   const res = await fetch(`${api}/orders`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-request-id": "checkout-42" },
+    headers: { "content-type": "application/json", "x-request-id": "checkout-42", authorization: await bearer("traced", []) },
     body: JSON.stringify({ user_id: "traced", items: [{ product_id: LAPTOP, quantity: 1 }] }),
   });
 
@@ -91,7 +92,7 @@ test("the caller's X-Request-Id tags every log line of the request and reaches i
 });
 
 test("a generated request id is the one logged and passed to inventory", async () => {
-  const res = await fetch(`${api}/products/${LAPTOP}`);
+  const res = await fetch(`${api}/products/${LAPTOP}`, { headers: { authorization: await bearer("traced", []) } });
   const requestId = res.headers.get("x-request-id") ?? "";
 
   expect(res.status).toBe(200);

@@ -3,7 +3,15 @@ import type { HandlerContext } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Database } from "../db/database.ts";
 import { remainingMs } from "../interceptors/deadline.ts";
-import { commitOrders, releaseOrders, reserveOrders, type ReservationRecord, type ReserveInput } from "./reservations.ts";
+import {
+  commitOrders,
+  releaseOrders,
+  reserveOrders,
+  type CommitInput,
+  type ReleaseInput,
+  type ReservationRecord,
+  type ReserveInput,
+} from "./reservations.ts";
 
 /** Bounds of each batched step; see {@link createCoalescing}. */
 export interface BatchBounds {
@@ -46,13 +54,14 @@ interface Waiting<I> {
 /** Single-order calls served in natural batches, each caller with its own answer. */
 export interface Coalescing {
   reserve(input: ReserveInput, call: HandlerContext): Promise<ReservationRecord>;
-  release(input: { orderId: string; reason: string }, call: HandlerContext): Promise<ReservationRecord | undefined>;
-  commit(orderId: string, call: HandlerContext): Promise<ReservationRecord>;
+  release(input: ReleaseInput, call: HandlerContext): Promise<ReservationRecord | undefined>;
+  commit(input: CommitInput, call: HandlerContext): Promise<ReservationRecord>;
 }
 
 /**
  * Serves concurrent ReserveStock, ReleaseStock and CommitStock calls (from
- * any client) in natural batches, one queue per step: each batch is one
+ * any client) in natural batches, one queue per step; each call carries
+ * its caller as the ledger's actor, as batches mix callers. Each batch is one
  * transaction (for reservations one reserve_orders() call), so under load
  * the commit, the round trips and the row locks are shared; a lone call
  * runs at once, alone, as before.
@@ -69,11 +78,11 @@ export function createCoalescing(deps: CoalescingDeps): Coalescing {
   const reserve = batched<ReserveInput, ReservationRecord>(deps, "reserve", (inputs, lockTimeoutMs) =>
     reserveOrders(deps.db, inputs, deps.reservationTtlSeconds, lockTimeoutMs),
   );
-  const release = batched<{ orderId: string; reason: string }, ReservationRecord | undefined>(deps, "release", (inputs, lockTimeoutMs) =>
+  const release = batched<ReleaseInput, ReservationRecord | undefined>(deps, "release", (inputs, lockTimeoutMs) =>
     releaseOrders(deps.db, inputs, lockTimeoutMs),
   );
-  const commit = batched<string, ReservationRecord>(deps, "commit", (orderIds, lockTimeoutMs) =>
-    commitOrders(deps.db, orderIds, lockTimeoutMs),
+  const commit = batched<CommitInput, ReservationRecord>(deps, "commit", (inputs, lockTimeoutMs) =>
+    commitOrders(deps.db, inputs, lockTimeoutMs),
   );
   return { reserve, release, commit };
 }

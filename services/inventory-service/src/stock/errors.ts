@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { AuthError, KeySetUnavailableError } from "@ecommerce/auth/errors.ts";
 import { QueueFullError } from "@ecommerce/batching/batcher.ts";
 import { BadRequest_FieldViolationSchema, BadRequestSchema } from "@ecommerce/gen/google/rpc/error_details_pb.ts";
 import { StatusSchema, type Status } from "@ecommerce/gen/google/rpc/status_pb.ts";
@@ -44,7 +45,8 @@ export type InventoryErrorCode =
   | "stock_limit_exceeded"
   | "reservation_not_found"
   | "reservation_conflict"
-  | "reservation_closed";
+  | "reservation_closed"
+  | "caller_budget_exceeded";
 
 /** A refusal the caller can act on; turned into a gRPC status by {@link toConnectError}. */
 export class InventoryError extends Error {
@@ -109,6 +111,11 @@ export const inventoryErrors = {
     ),
   reservationClosed: (orderId: string, status: ReservationStatus) =>
     new InventoryError("reservation_closed", `the reservation for order ${orderId} is ${status}`),
+  callerBudgetExceeded: (perCaller: number, windowMs: number) =>
+    new InventoryError(
+      "caller_budget_exceeded",
+      `this caller has used its budget of ${perCaller} calls per ${windowMs} ms; slow down and retry later`,
+    ),
 };
 
 const GRPC_CODES: Record<InventoryErrorCode, Code> = {
@@ -121,6 +128,7 @@ const GRPC_CODES: Record<InventoryErrorCode, Code> = {
   reservation_not_found: Code.NotFound,
   reservation_conflict: Code.AlreadyExists,
   reservation_closed: Code.FailedPrecondition,
+  caller_budget_exceeded: Code.ResourceExhausted,
 };
 
 // Errors of node-postgres and PostgreSQL that mean the database cannot be
@@ -176,7 +184,10 @@ function detailsOf(e: InventoryError) {
 /**
  * The one mapping from errors to gRPC statuses. Inventory errors keep their
  * message and typed details (google.rpc.BadRequest for bad fields,
- * inventory.v1.InsufficientStock for short stock); a call the client gave
+ * inventory.v1.InsufficientStock for short stock); a refused credential is
+ * UNAUTHENTICATED, a missing scope PERMISSION_DENIED, both with the
+ * verifier's message (which never holds the token); keys that cannot be
+ * loaded are UNAVAILABLE, without saying where they live; a call the client gave
  * up on is CANCELED; database outages become UNAVAILABLE; anything else is
  * INTERNAL without internals in the message. The original error stays
  * available as `cause` for logging; it never goes over the wire.
@@ -184,6 +195,13 @@ function detailsOf(e: InventoryError) {
 function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof InventoryError) return new ConnectError(e.message, GRPC_CODES[e.code], undefined, detailsOf(e), e);
+  if (e instanceof AuthError) {
+    const code = e.code === "insufficient_scope" ? Code.PermissionDenied : Code.Unauthenticated;
+    return new ConnectError(e.message, code, undefined, undefined, e);
+  }
+  if (e instanceof KeySetUnavailableError) {
+    return new ConnectError("the token signing keys cannot be loaded; retry later", Code.Unavailable, undefined, undefined, e);
+  }
   // A batched step whose queue is at its bound: busy now, retry later.
   if (e instanceof QueueFullError) {
     return new ConnectError("inventory is overloaded; retry later", Code.ResourceExhausted, undefined, undefined, e);

@@ -34,6 +34,7 @@ export interface AdjustStockInput {
   change: { delta: number } | { setOnHand: number };
   reason: Extract<MovementKind, "restock" | "write_off" | "count_correction">;
   note: string;
+  /** Who makes the change: the caller's subject. */
   actor: string;
 }
 
@@ -81,7 +82,7 @@ export async function listProducts(
 export async function insertProduct(
   tx: Transaction<Database>,
   input: CreateProductInput,
-  actor = "",
+  actor: string,
 ): Promise<ProductWithStock | undefined> {
   const product = await tx
     .insertInto("products")
@@ -112,10 +113,10 @@ export async function insertProduct(
   return { ...product, on_hand: input.initialStock, reserved: 0 };
 }
 
-/** Adds a product to the catalogue; ALREADY_EXISTS when its SKU is taken. */
-export async function createProduct(db: Kysely<Database>, input: CreateProductInput): Promise<ProductWithStock> {
+/** Adds a product to the catalogue, its initial stock recorded as `actor`'s; ALREADY_EXISTS when its SKU is taken. */
+export async function createProduct(db: Kysely<Database>, input: CreateProductInput, actor: string): Promise<ProductWithStock> {
   return db.transaction().execute(async (tx) => {
-    const product = await insertProduct(tx, input);
+    const product = await insertProduct(tx, input, actor);
     if (product === undefined) throw inventoryErrors.skuTaken(input.sku);
     return product;
   });

@@ -9,10 +9,36 @@ export interface LineInput {
   quantity: number;
 }
 
-export interface ReserveInput {
+/** An order's lines to reserve, as a request asks. */
+export interface ReserveRequest {
   orderId: string;
   lines: LineInput[];
 }
+
+/**
+ * Who changes stock, for the ledger's `actor`: the calling client's
+ * identity. A batch serves many callers, so each of its items carries its own.
+ */
+export interface Acting {
+  actor: string;
+}
+
+/** A reservation request and its caller. */
+export interface ReserveInput extends ReserveRequest, Acting {}
+
+/** A release request and its caller. */
+export interface ReleaseInput extends Acting {
+  orderId: string;
+  reason: string;
+}
+
+/** A commit request and its caller. */
+export interface CommitInput extends Acting {
+  orderId: string;
+}
+
+/** Who the expiry sweeper's ledger rows name: nobody called, the clock did. */
+export const SYSTEM_ACTOR = "system";
 
 /** A reservation with its lines, ordered by product id. */
 export interface ReservationRecord extends ReservationRow {
@@ -32,7 +58,7 @@ const LIVE = ["reserved", "confirmed"] as const;
 /** What became of one order of a batch: its reservation, or why it has none. */
 export type ReserveOutcome = PromiseSettledResult<ReservationRecord>;
 
-/** One line of reserve_orders()'s answer (see migration 0003). */
+/** One line of reserve_orders()'s answer (see migrations 0003 and 0004). */
 interface DecidedLine {
   order_index: number;
   outcome: "reserved" | "existing" | "unknown" | "short" | "taken";
@@ -56,7 +82,7 @@ interface DecidedLine {
  * order's refusal never touches another.
  *
  * This is the hot path of every order, so the whole batch is one call of
- * the reserve_orders() database function (migration 0003): one round trip
+ * the reserve_orders() database function (migration 0004): one round trip
  * and one commit, whatever its size. It waits for locks at most
  * `lockTimeoutMs` (0: no bound), the time its callers have left.
  */
@@ -118,7 +144,7 @@ async function decide(db: Db, inputs: readonly ReserveInput[], ttlSeconds: numbe
   const lines = inputs.flatMap((input, i) => input.lines.map((l) => ({ order: i + 1, ...l })));
   const { rows } = await sql<DecidedLine>`
     SELECT * FROM reserve_orders(
-      ${inputs.map((i) => i.orderId)}::uuid[], ${lines.map((l) => l.order)}::int[],
+      ${inputs.map((i) => i.orderId)}::uuid[], ${inputs.map((i) => i.actor)}::text[], ${lines.map((l) => l.order)}::int[],
       ${lines.map((l) => l.productId)}::uuid[], ${lines.map((l) => l.quantity)}::int[],
       ${ttlSeconds}::int, ${Math.ceil(lockTimeoutMs)}::int
     )
@@ -175,7 +201,7 @@ async function outcomeOf(db: Db, input: ReserveInput, rows: readonly DecidedLine
 }
 
 /** The answer to a ReserveStock for an order that already has a reservation. */
-function sameReservation(existing: ReservationRecord, input: ReserveInput): ReservationRecord {
+function sameReservation(existing: ReservationRecord, input: ReserveRequest): ReservationRecord {
   const wanted = new Map(input.lines.map((l) => [l.productId, l.quantity]));
   const same =
     existing.lines.length === wanted.size && existing.lines.every((l) => wanted.get(l.product_id) === l.quantity);
@@ -207,10 +233,10 @@ function linesOf(db: Db, orderId: string): Promise<ReservationLineRow[]> {
  */
 export async function releaseOrders(
   db: Kysely<Database>,
-  inputs: readonly { orderId: string; reason: string }[],
+  inputs: readonly ReleaseInput[],
   lockTimeoutMs: number,
 ): Promise<PromiseSettledResult<ReservationRecord | undefined>[]> {
-  const ends = await endReservations(db, "released", inputs.map((i) => ({ orderId: i.orderId, note: i.reason })), lockTimeoutMs);
+  const ends = await endReservations(db, "released", inputs.map((i) => ({ orderId: i.orderId, note: i.reason, actor: i.actor })), lockTimeoutMs);
   return ends.map(({ reservation, endedNow }, i) =>
     settled(() => {
       if (!endedNow && reservation?.status === "committed") throw inventoryErrors.reservationClosed(inputs[i]!.orderId, reservation.status);
@@ -226,14 +252,15 @@ export async function releaseOrders(
  */
 export async function commitOrders(
   db: Kysely<Database>,
-  orderIds: readonly string[],
+  inputs: readonly CommitInput[],
   lockTimeoutMs: number,
 ): Promise<PromiseSettledResult<ReservationRecord>[]> {
-  const ends = await endReservations(db, "committed", orderIds.map((orderId) => ({ orderId, note: "" })), lockTimeoutMs);
+  const ends = await endReservations(db, "committed", inputs.map((i) => ({ ...i, note: "" })), lockTimeoutMs);
   return ends.map(({ reservation }, i) =>
     settled(() => {
-      if (reservation === undefined) throw inventoryErrors.reservationNotFound(orderIds[i]!);
-      if (reservation.status !== "committed") throw inventoryErrors.reservationClosed(orderIds[i]!, reservation.status);
+      const { orderId } = inputs[i]!;
+      if (reservation === undefined) throw inventoryErrors.reservationNotFound(orderId);
+      if (reservation.status !== "committed") throw inventoryErrors.reservationClosed(orderId, reservation.status);
       return reservation;
     }),
   );
@@ -263,7 +290,7 @@ function settled<T>(answer: () => T): PromiseSettledResult<T> {
 async function endReservations(
   db: Kysely<Database>,
   ending: "released" | "committed",
-  inputs: readonly { orderId: string; note: string }[],
+  inputs: readonly (Acting & { orderId: string; note: string })[],
   lockTimeoutMs: number,
 ): Promise<{ reservation: ReservationRecord | undefined; endedNow: boolean }[]> {
   const orderIds = [...new Set(inputs.map((i) => i.orderId))].sort();
@@ -282,9 +309,9 @@ async function endReservations(
       .execute();
     for (const line of lines) reservations.get(line.order_id)!.lines.push(line);
     if (live.length > 0) {
-      // An order named twice ends with the note of its first input.
-      const notes = new Map(inputs.toReversed().map((i) => [i.orderId, i.note]));
-      await settle(tx, live.flatMap((id) => reservations.get(id)!.lines), ending, (orderId) => notes.get(orderId)!);
+      // An order named twice ends with the note and actor of its first input.
+      const firsts = new Map(inputs.toReversed().map((i) => [i.orderId, i]));
+      await settle(tx, live.flatMap((id) => reservations.get(id)!.lines), ending, (orderId) => firsts.get(orderId)!);
       const rows = await tx
         .updateTable("reservations")
         .set({ status: ending, expires_at: null, updated_at: sql<Date>`now()` })
@@ -301,28 +328,22 @@ async function endReservations(
   });
 }
 
-/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows noting `noteOf` each order. */
+/** Gives back (or sells) the stock of ended reservations' lines, with ledger rows whose note and actor `ledgerOf` gives each order. */
 async function settle(
   tx: Transaction<Database>,
   lines: readonly ReservationLineRow[],
   ending: Ending,
-  noteOf: (orderId: string) => string,
+  ledgerOf: (orderId: string) => Pick<Movement, "note" | "actor">,
 ) {
   const { kind, sold } = ENDINGS[ending];
   await lockStock(tx, [...new Set(lines.map((l) => l.product_id))]);
   await moveStock(
     tx,
-    lines.map((l) => movement(l, kind, { onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity }, noteOf(l.order_id))),
+    lines.map((l) => {
+      const { note, actor } = ledgerOf(l.order_id);
+      return { productId: l.product_id, kind, onHandDelta: sold ? -l.quantity : 0, reservedDelta: -l.quantity, orderId: l.order_id, note, actor };
+    }),
   );
-}
-
-function movement(
-  line: ReservationLineRow,
-  kind: Movement["kind"],
-  deltas: Pick<Movement, "onHandDelta" | "reservedDelta">,
-  note: string,
-): Movement {
-  return { productId: line.product_id, kind, ...deltas, orderId: line.order_id, note, actor: "" };
 }
 
 /**
@@ -391,7 +412,7 @@ export async function expireReservations(db: Kysely<Database>, batchSize: number
         expired.map((r) => r.order_id),
       )
       .execute();
-    await settle(tx, lines, "expired", () => "reservation expired");
+    await settle(tx, lines, "expired", () => ({ note: "reservation expired", actor: SYSTEM_ACTOR }));
     return expired.length;
   });
 }

@@ -16,6 +16,7 @@ import type { Kysely } from "kysely";
 import { stopWhenAborted } from "../db/abort.ts";
 import type { Database, StockMovementRow } from "../db/database.ts";
 import { adjustStock, checkStock, createProduct, getProduct, listProducts, type ProductWithStock } from "./products.ts";
+import { callerIdentity, principalOf } from "../interceptors/authentication.ts";
 import { remainingMs } from "../interceptors/deadline.ts";
 import { toStatus } from "./errors.ts";
 import { createCoalescing, DEFAULT_BATCH_BOUNDS, type BatchBounds, type BatchStep } from "./coalescing.ts";
@@ -57,6 +58,10 @@ export interface InventoryServiceDeps {
  * already and runs as it comes, in one reserve_orders() call of its own:
  * splitting it across the shared queue would spread one request over
  * several transactions and make it wait behind single calls.
+ *
+ * The ledger records who changed stock: the token's subject for catalogue
+ * changes (CreateProduct, AdjustStock), the calling client's identity for
+ * reservations and their ends (see callerIdentity).
  */
 export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<typeof InventoryService> {
   const forCall = ({ signal }: HandlerContext) => stopWhenAborted(deps.db, signal);
@@ -66,6 +71,7 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
     bounds: deps.batching ?? DEFAULT_BATCH_BOUNDS,
     onBatch: deps.onBatch,
   });
+  const actor = (call: HandlerContext) => callerIdentity(principalOf(call));
   return {
     async checkStock(req, call) {
       const lines = await checkStock(forCall(call), parseCheckStock(req));
@@ -75,11 +81,12 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       };
     },
     async reserveStock(req, call) {
-      return { reservation: toReservation(await batches.reserve(parseReserveStock(req), call)) };
+      return { reservation: toReservation(await batches.reserve({ ...parseReserveStock(req), actor: actor(call) }, call)) };
     },
     async reserveOrders(req, call) {
       const orders = parseReserveOrders(req);
-      const valid = orders.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+      const caller = actor(call);
+      const valid = orders.flatMap((o) => (o.status === "fulfilled" ? [{ ...o.value, actor: caller }] : []));
       if (valid.length > 0) deps.onBatch?.("reserve_orders", valid.length);
       const decided = (await reserveOrders(forCall(call), valid, deps.reservationTtlSeconds, lockTimeoutMs(call))).values();
       return {
@@ -87,11 +94,11 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       };
     },
     async releaseStock(req, call) {
-      const reservation = await batches.release(parseReleaseStock(req), call);
+      const reservation = await batches.release({ ...parseReleaseStock(req), actor: actor(call) }, call);
       return { reservation: reservation && toReservation(reservation) };
     },
     async commitStock(req, call) {
-      return { reservation: toReservation(await batches.commit(parseOrderId(req.orderId), call)) };
+      return { reservation: toReservation(await batches.commit({ orderId: parseOrderId(req.orderId), actor: actor(call) }, call)) };
     },
     async confirmReservations(req, call) {
       const { confirmed, missing } = await confirmReservations(forCall(call), parseConfirmReservations(req));
@@ -105,10 +112,10 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       return { products: products.map(toProduct), nextPageToken };
     },
     async createProduct(req, call) {
-      return { product: toProduct(await createProduct(forCall(call), parseCreateProduct(req))) };
+      return { product: toProduct(await createProduct(forCall(call), parseCreateProduct(req), principalOf(call).subject)) };
     },
     async adjustStock(req, call) {
-      const { product, movement } = await adjustStock(forCall(call), parseAdjustStock(req));
+      const { product, movement } = await adjustStock(forCall(call), parseAdjustStock(req, principalOf(call).subject));
       return { product: toProduct(product), movement: toMovement(movement) };
     },
   };

@@ -33,7 +33,7 @@ import {
 } from "./limits.ts";
 import { decodePageToken } from "./page-token.ts";
 import type { AdjustStockInput, CreateProductInput, ListProductsInput } from "./products.ts";
-import type { LineInput, ReserveInput } from "./reservations.ts";
+import type { LineInput, ReserveRequest } from "./reservations.ts";
 
 // Every request is checked here before it reaches the domain. Each check
 // adds {field, description} violations (the shape of google.rpc.BadRequest)
@@ -119,7 +119,7 @@ export function parseCheckStock(req: CheckStockRequest): LineInput[] {
 }
 
 /** Validates a ReserveStock request. */
-export function parseReserveStock(req: ReserveStockRequest): ReserveInput {
+export function parseReserveStock(req: ReserveStockRequest): ReserveRequest {
   const v = new Violations();
   const result = { orderId: v.uuid("order_id", req.orderId), lines: lines(v, "lines", req.lines) };
   v.check();
@@ -132,7 +132,7 @@ export function parseReserveStock(req: ReserveStockRequest): ReserveInput {
  * looked at; then each order is checked as ReserveStock checks it, and a bad
  * one becomes that order's own refusal, leaving the others to go ahead.
  */
-export function parseReserveOrders(req: ReserveOrdersRequest): PromiseSettledResult<ReserveInput>[] {
+export function parseReserveOrders(req: ReserveOrdersRequest): PromiseSettledResult<ReserveRequest>[] {
   const v = new Violations();
   tooMany(v, "orders", req.orders, MAX_RESERVE_BATCH, "orders");
   const lineCount = req.orders.reduce((n, o) => n + o.lines.length, 0);
@@ -238,8 +238,13 @@ const ADJUSTMENT_KINDS = {
   [AdjustmentReason.COUNT_CORRECTION]: "count_correction",
 } as const;
 
-/** Validates an AdjustStock request. */
-export function parseAdjustStock(req: AdjustStockRequest): AdjustStockInput {
+/**
+ * Validates an AdjustStock request made by `caller` (the token's subject),
+ * whom the ledger records as its actor. The request's own `actor` may be
+ * left empty or name the caller; naming anyone else is refused, so that
+ * the ledger never says someone did what they did not.
+ */
+export function parseAdjustStock(req: AdjustStockRequest, caller: string): AdjustStockInput {
   const v = new Violations();
   const productId = v.uuid("product_id", req.productId);
   const reason = ADJUSTMENT_KINDS[req.reason as keyof typeof ADJUSTMENT_KINDS];
@@ -265,8 +270,11 @@ export function parseAdjustStock(req: AdjustStockRequest): AdjustStockInput {
     }
   }
   const note = v.text("note", req.note, MAX_NOTE_LENGTH, false);
-  const actor = v.text("actor", req.actor, MAX_ACTOR_LENGTH, false);
+  const claimed = v.text("actor", req.actor, MAX_ACTOR_LENGTH, false);
+  if (claimed !== "" && claimed !== caller && claimed.length <= MAX_ACTOR_LENGTH) {
+    v.add("actor", "must be empty or the caller's own subject: the ledger records the caller the token names");
+  }
   // Whenever change or reason is missing a violation was recorded.
   if (v.found || change === undefined || reason === undefined) throw inventoryErrors.invalidInput(v.list, v.omitted);
-  return { productId, change, reason, note, actor };
+  return { productId, change, reason, note, actor: caller };
 }

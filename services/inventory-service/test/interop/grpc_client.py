@@ -1,6 +1,7 @@
 """Calls a gRPC server with grpcio, the C-core gRPC implementation.
 
-Reads from stdin a JSON object {"target": "host:port", "calls": [...]}, where
+Reads from stdin a JSON object {"target": "host:port", "metadata": [[key,
+value], ...], "calls": [...]}, the metadata sent with every call, where
 each call is {"method": "/package.Service/Method", "request": base64 of the
 serialized request message} and, for a server-streaming method,
 "stream_messages": how many responses to read before cancelling. Messages
@@ -17,15 +18,15 @@ import sys
 import grpc
 
 
-def call(channel, spec):
+def call(channel, spec, metadata):
     request = base64.b64decode(spec["request"])
     count = spec.get("stream_messages")
     responses = []
     try:
         if count is None:
-            responses.append(channel.unary_unary(spec["method"])(request, timeout=10))
+            responses.append(channel.unary_unary(spec["method"])(request, timeout=10, metadata=metadata))
         else:
-            stream = channel.unary_stream(spec["method"])(request, timeout=10)
+            stream = channel.unary_stream(spec["method"])(request, timeout=10, metadata=metadata)
             for response in stream:
                 responses.append(response)
                 if len(responses) == count:
@@ -44,7 +45,8 @@ def call(channel, spec):
 def main():
     spec = json.load(sys.stdin)
     with grpc.insecure_channel(spec["target"]) as channel:
-        results = [call(channel, c) for c in spec["calls"]]
+        metadata = [tuple(pair) for pair in spec.get("metadata", [])]
+        results = [call(channel, c, metadata) for c in spec["calls"]]
     json.dump(results, sys.stdout)
 
 

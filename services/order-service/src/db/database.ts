@@ -49,6 +49,8 @@ export type OrderRow = Selectable<OrdersTable>;
 
 /** A request made under an Idempotency-Key, and its response once final. See orders/idempotency.ts. */
 export interface IdempotencyKeysTable {
+  /** Whose key it is: the subject of the token that sent it. A key is unique per subject and endpoint. */
+  subject: string;
   /** The endpoint the key is scoped to, such as `POST /orders/:id/cancel`. */
   endpoint: string;
   key: string;

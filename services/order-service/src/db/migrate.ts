@@ -3,12 +3,14 @@ import { Migrator, type Migration, type MigrationProvider } from "kysely/migrati
 import * as createOrders from "./migrations/0001_create_orders.ts";
 import * as idempotencyAndLeases from "./migrations/0002_idempotency_and_leases.ts";
 import * as ordersListingIndexes from "./migrations/0003_orders_listing_indexes.ts";
+import * as idempotencyKeysPerSubject from "./migrations/0004_idempotency_keys_per_subject.ts";
 
 /** Every migration, in order; imported statically so nothing depends on the file system layout. */
 const migrations: Record<string, Migration> = {
   "0001_create_orders": createOrders,
   "0002_idempotency_and_leases": idempotencyAndLeases,
   "0003_orders_listing_indexes": ordersListingIndexes,
+  "0004_idempotency_keys_per_subject": idempotencyKeysPerSubject,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

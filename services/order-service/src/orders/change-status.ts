@@ -2,6 +2,7 @@ import { orderNotFound, statusConflict } from "../errors.ts";
 import type { OrderDeps } from "./deps.ts";
 import { begin, finish, holding, respond, type Answer, type IdempotentRequest } from "./idempotency.ts";
 import type { Order } from "./order.ts";
+import type { OrderAccess } from "./policy.ts";
 import { findOrder } from "./repository.ts";
 import { CANCEL, FULFIL, type Transition } from "./status.ts";
 import { syncOrderStock } from "./stock-sync.ts";
@@ -13,8 +14,8 @@ import { valueOf } from "./steps.ts";
  * other state 409 with the current status. Under an Idempotency-Key the
  * first answer is replayed.
  */
-export function cancelOrder(deps: OrderDeps, id: string, request?: IdempotentRequest): Promise<Answer> {
-  return changeStatus(deps, id, CANCEL, "cancelled", request);
+export function cancelOrder(deps: OrderDeps, id: string, access: OrderAccess, request?: IdempotentRequest): Promise<Answer> {
+  return changeStatus(deps, id, access, CANCEL, "cancelled", request);
 }
 
 /**
@@ -23,18 +24,19 @@ export function cancelOrder(deps: OrderDeps, id: string, request?: IdempotentReq
  * unchanged; from any other state 409 with the current status. Under an
  * Idempotency-Key the first answer is replayed.
  */
-export function fulfilOrder(deps: OrderDeps, id: string, request?: IdempotentRequest): Promise<Answer> {
-  return changeStatus(deps, id, FULFIL, "fulfilled", request);
+export function fulfilOrder(deps: OrderDeps, id: string, access: OrderAccess, request?: IdempotentRequest): Promise<Answer> {
+  return changeStatus(deps, id, access, FULFIL, "fulfilled", request);
 }
 
 async function changeStatus(
   deps: OrderDeps,
   id: string,
+  access: OrderAccess,
   transition: Transition,
   action: string,
   request: IdempotentRequest | undefined,
 ): Promise<Answer> {
-  const run = () => respond(200, () => transit(deps, id, transition, action));
+  const run = () => respond(200, () => transit(deps, id, access, transition, action));
   if (!request) return { response: await run(), replayed: false };
   const begun = await begin(deps.db, request, id, deps.leaseMs);
   if (begun.kind === "replay") return { response: begun.response, replayed: true };
@@ -48,9 +50,11 @@ async function changeStatus(
  * process dies or inventory is down in between, the background stock sync
  * re-sends the idempotent call (see stock-sync.ts). Running it again for
  * the same request answers the same: the order is then already in the
- * target state.
+ * target state. An order outside the caller's access is not found, and left
+ * alone: an order never changes hands, so checking first is race-free.
  */
-async function transit(deps: OrderDeps, id: string, transition: Transition, action: string): Promise<Order> {
+async function transit(deps: OrderDeps, id: string, access: OrderAccess, transition: Transition, action: string): Promise<Order> {
+  if (access.owner !== undefined && !(await findOrder(deps.db, id, access.owner))) throw orderNotFound(id);
   // Shared with the state changes asked at the same moment (one UPDATE), each with its own guard.
   const [result] = await deps.steps.transition([{ id, transition }]);
   const changed = valueOf(result!);

@@ -22,7 +22,7 @@ import { problem } from "../plugins/problems.ts";
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-/** The endpoints that honour Idempotency-Key, as their scope: a key is unique per endpoint. */
+/** The endpoints that honour Idempotency-Key, as their scope: a key is unique per caller and endpoint. */
 export const IDEMPOTENT_ENDPOINTS = {
   placeOrder: "POST /orders",
   cancelOrder: "POST /orders/:id/cancel",
@@ -35,6 +35,8 @@ const KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 /** A request made under an Idempotency-Key. */
 export interface IdempotentRequest {
+  /** The caller (token subject) whose key it is: one caller's keys never meet another's. */
+  subject: string;
   endpoint: IdempotentEndpoint;
   key: string;
   /** SHA-256 (hex) of the endpoint, the path parameters and the canonical body. */
@@ -57,11 +59,12 @@ export interface Answer {
 export type Begun = { kind: "run"; orderId: string } | { kind: "replay"; response: StoredResponse };
 
 /**
- * Identifies a request under `key`: the same endpoint, path parameters and
- * body (compared as canonical JSON, so key order and spacing do not matter)
- * make the same hash.
+ * Identifies a request of `subject` under `key`: the same endpoint, path
+ * parameters and body (compared as canonical JSON, so key order and spacing
+ * do not matter) make the same hash.
  */
 export function idempotentRequest(
+  subject: string,
   endpoint: IdempotentEndpoint,
   key: string,
   request: { params?: unknown; body?: unknown },
@@ -69,7 +72,7 @@ export function idempotentRequest(
   const hash = createHash("sha256")
     .update(`${endpoint}\n${canonicalJson(request.params ?? {})}\n${canonicalJson(request.body ?? null)}`)
     .digest("hex");
-  return { endpoint, key, requestHash: hash };
+  return { subject, endpoint, key, requestHash: hash };
 }
 
 function canonicalJson(value: unknown): string {
@@ -110,6 +113,7 @@ const lockedFor = (ms: number) => sql<Date>`now() + make_interval(secs => ${ms /
 /** The columns of a new key, locked for `lockMs` by its request. */
 function newKeyRow(request: IdempotentRequest, orderId: string, lockMs: number) {
   return {
+    subject: request.subject,
     endpoint: request.endpoint,
     key: request.key,
     request_hash: request.requestHash,
@@ -126,7 +130,7 @@ export async function begin(db: Db, request: IdempotentRequest, orderId: string,
   const inserted = await db
     .insertInto("idempotency_keys")
     .values(newKeyRow(request, orderId, lockMs))
-    .onConflict((oc) => oc.columns(["endpoint", "key"]).doNothing())
+    .onConflict((oc) => oc.columns(["subject", "endpoint", "key"]).doNothing())
     .returning("order_id")
     .executeTakeFirst();
   return inserted ? { kind: "run", orderId } : takeOver(db, request, lockMs);
@@ -145,6 +149,7 @@ export async function takeOver(db: Db, request: IdempotentRequest, lockMs: numbe
       qc
         .updateTable("idempotency_keys")
         .set({ locked_until: lockedFor(lockMs) })
+        .where("subject", "=", request.subject)
         .where("endpoint", "=", request.endpoint)
         .where("key", "=", request.key)
         .where("request_hash", "=", request.requestHash)
@@ -155,6 +160,7 @@ export async function takeOver(db: Db, request: IdempotentRequest, lockMs: numbe
     .selectFrom("idempotency_keys")
     .select(["request_hash", "order_id", "response_status", "response_body"])
     .select((eb) => eb.exists(eb.selectFrom("claimed").select("order_id")).as("claimed"))
+    .where("subject", "=", request.subject)
     .where("endpoint", "=", request.endpoint)
     .where("key", "=", request.key)
     .executeTakeFirst();
@@ -180,6 +186,7 @@ export async function finish(db: Db, request: IdempotentRequest, response: Store
   const stored = await db
     .updateTable("idempotency_keys")
     .set(responseColumns(response))
+    .where("subject", "=", request.subject)
     .where("endpoint", "=", request.endpoint)
     .where("key", "=", request.key)
     .where("response_status", "is", null)
@@ -189,6 +196,7 @@ export async function finish(db: Db, request: IdempotentRequest, response: Store
   const first = await db
     .selectFrom("idempotency_keys")
     .select(["response_status", "response_body"])
+    .where("subject", "=", request.subject)
     .where("endpoint", "=", request.endpoint)
     .where("key", "=", request.key)
     .executeTakeFirst();
@@ -218,6 +226,7 @@ export async function unlock(db: Db, request: IdempotentRequest): Promise<void> 
   await db
     .updateTable("idempotency_keys")
     .set({ locked_until: null })
+    .where("subject", "=", request.subject)
     .where("endpoint", "=", request.endpoint)
     .where("key", "=", request.key)
     .where("response_status", "is", null)
@@ -249,16 +258,16 @@ export async function pruneKeys(db: Db, limit: number): Promise<number> {
     .deleteFrom("idempotency_keys")
     .where(({ eb, refTuple, selectFrom }) =>
       eb(
-        refTuple("endpoint", "key"),
+        refTuple("subject", "endpoint", "key"),
         "in",
         selectFrom("idempotency_keys")
-          .select(["endpoint", "key"])
+          .select(["subject", "endpoint", "key"])
           .where("created_at", "<", sql<Date>`now() - make_interval(secs => ${KEY_RETENTION_MS / 1000})`)
           .orderBy("created_at")
           .limit(limit)
           .forUpdate()
           .skipLocked()
-          .$asTuple("endpoint", "key"),
+          .$asTuple("subject", "endpoint", "key"),
       ),
     )
     .executeTakeFirst();

@@ -1,11 +1,12 @@
 import { invalidCursor, invalidDateRange, orderNotFound } from "../errors.ts";
 import type { OrderDeps } from "./deps.ts";
 import type { Order } from "./order.ts";
+import type { OrderAccess } from "./policy.ts";
 import { findOrder, listOrders as selectPage, type ListPosition, type OrderFilters } from "./repository.ts";
 
-/** One order, or order_not_found. */
-export async function getOrder(deps: Pick<OrderDeps, "db">, id: string): Promise<Order> {
-  const order = await findOrder(deps.db, id);
+/** One order the caller may read, or order_not_found (also for an order of someone else). */
+export async function getOrder(deps: Pick<OrderDeps, "db">, id: string, access: OrderAccess): Promise<Order> {
+  const order = await findOrder(deps.db, id, access.owner);
   if (!order) throw orderNotFound(id);
   return order;
 }

@@ -41,6 +41,7 @@ export async function storePendingOrders(db: Db, orders: readonly NewOrder[]): P
     ord,
     id: o.id,
     user_id: o.user_id,
+    subject: o.idempotency?.request.subject ?? null,
     endpoint: o.idempotency?.request.endpoint ?? null,
     key: o.idempotency?.request.key ?? null,
     request_hash: o.idempotency?.request.requestHash ?? null,
@@ -52,12 +53,12 @@ export async function storePendingOrders(db: Db, orders: readonly NewOrder[]): P
   const { rows } = await sql<{ id: string; created_at: Date }>`
     with input as (
       select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb)
-        as t(ord int, id uuid, user_id text, endpoint text, key text, request_hash text, lock_secs float8)
+        as t(ord int, id uuid, user_id text, subject text, endpoint text, key text, request_hash text, lock_secs float8)
     ),
     new_keys as (
-      insert into idempotency_keys (endpoint, key, request_hash, order_id, locked_until)
-      select endpoint, key, request_hash, id, now() + make_interval(secs => lock_secs) from input where key is not null order by ord
-      on conflict (endpoint, key) do nothing
+      insert into idempotency_keys (subject, endpoint, key, request_hash, order_id, locked_until)
+      select subject, endpoint, key, request_hash, id, now() + make_interval(secs => lock_secs) from input where key is not null order by ord
+      on conflict (subject, endpoint, key) do nothing
       returning order_id
     ),
     new_orders as (
@@ -207,9 +208,11 @@ export async function settleOrders(db: Db, settlements: readonly Settlement[]): 
 /** A state change starts the new state's background work afresh (see the reconciler's claims). */
 const FRESH_DEBT = { next_attempt_at: null, attempts: 0 } as const;
 
-/** One order with its lines, or undefined. */
-export async function findOrder(db: Db, id: string): Promise<Order | undefined> {
-  const row = await selectOrders(db).where("orders.id", "=", id).executeTakeFirst();
+/** One order with its lines, or undefined; only when `owner` placed it, if `owner` is given. */
+export async function findOrder(db: Db, id: string, owner?: string): Promise<Order | undefined> {
+  let q = selectOrders(db).where("orders.id", "=", id);
+  if (owner !== undefined) q = q.where("orders.user_id", "=", owner);
+  const row = await q.executeTakeFirst();
   return row && toOrder(row, row.items);
 }
 

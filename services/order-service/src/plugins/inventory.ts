@@ -1,8 +1,10 @@
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { TokenSource } from "@ecommerce/auth/client-credentials.ts";
 import { Health } from "@ecommerce/gen/grpc/health/v1/health_pb.ts";
 import type { Status } from "@ecommerce/gen/google/rpc/status_pb.ts";
 import { InsufficientStockSchema, InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
+import type { FastifyBaseLogger } from "fastify";
 import fp from "fastify-plugin";
 import type { UnavailableItem } from "../errors.ts";
 import { forwardRequestId } from "../request-context.ts";
@@ -29,6 +31,8 @@ export interface InventoryPluginOptions {
   timeoutMs: number;
   /** Largest message accepted from inventory; a larger one fails the call (RESOURCE_EXHAUSTED). */
   readMaxBytes: number;
+  /** The order service's own bearer token for inventory. */
+  token: TokenSource;
 }
 
 /**
@@ -38,7 +42,7 @@ export interface InventoryPluginOptions {
  * inventory is unavailable, and the session closes with the app.
  */
 export const inventoryPlugin = fp<InventoryPluginOptions>(
-  async (app, { url, timeoutMs, readMaxBytes }) => {
+  async (app, { url, timeoutMs, readMaxBytes, token }) => {
     // PINGs detect a dead peer on an otherwise quiet connection.
     const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000, pingTimeoutMs: 5_000 });
     const transport = createGrpcTransport({
@@ -50,7 +54,8 @@ export const inventoryPlugin = fp<InventoryPluginOptions>(
       // sides more CPU (a batch's answer is well over the 1 KiB at which
       // Connect starts compressing) than it saves on the wire.
       acceptCompression: [],
-      interceptors: [forwardRequestId, retryUnavailable()],
+      // The token is added to each attempt, so a retry carries a fresh one.
+      interceptors: [forwardRequestId, retryUnavailable(), bearerToken(token, app.log)],
     });
     app.decorate("inventory", createClient(InventoryService, transport));
     app.decorate("inventoryTimeoutMs", timeoutMs);
@@ -59,6 +64,35 @@ export const inventoryPlugin = fp<InventoryPluginOptions>(
   },
   { name: "inventory" },
 );
+
+/**
+ * Connect interceptor that sends the order service's own token with every
+ * call. Failing to get one, or inventory refusing it, is this service's
+ * misconfiguration (wrong client secret, scopes, issuer), never the
+ * customer's: it is logged as an error, and the call fails as UNAVAILABLE
+ * so the customer gets a 503 and pending orders wait for the fix.
+ */
+function bearerToken(source: TokenSource, log: FastifyBaseLogger): Interceptor {
+  return (next) => async (req) => {
+    let token: string;
+    try {
+      token = await source.token();
+    } catch (error) {
+      log.error({ err: error, method: req.method.name }, "cannot get the order service's token for inventory: check INVENTORY_TOKEN_URL, INVENTORY_CLIENT_ID and INVENTORY_CLIENT_SECRET");
+      throw new ConnectError("the order service has no token for inventory", Code.Unavailable, undefined, undefined, error);
+    }
+    req.header.set("authorization", `Bearer ${token}`);
+    try {
+      return await next(req);
+    } catch (error) {
+      const e = ConnectError.from(error);
+      if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied) {
+        log.error({ err: e, method: req.method.name, code: Code[e.code] }, "inventory refused the order service's token: check its client, scopes and issuer settings");
+      }
+      throw error;
+    }
+  };
+}
 
 /** What went wrong in a call to inventory, in the terms the use cases act on. */
 export type InventoryFailure =
@@ -73,7 +107,12 @@ export type InventoryFailure =
   | { kind: "unexpected"; error: ConnectError };
 
 // Transport failures and server faults: the order can be re-driven later.
+// Inventory refusing the order service's own credentials is one too (a
+// misconfiguration, logged by the interceptor): once it is fixed, the
+// pending orders go through.
 const TRANSIENT = new Set([
+  Code.Unauthenticated,
+  Code.PermissionDenied,
   Code.Unavailable,
   Code.DeadlineExceeded,
   Code.ResourceExhausted,

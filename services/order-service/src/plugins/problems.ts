@@ -1,10 +1,12 @@
 import { STATUS_CODES, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { AuthError, KeySetUnavailableError, wwwAuthenticate } from "@ecommerce/auth/errors.ts";
 import fp from "fastify-plugin";
 import { INPUT_LIMITS } from "../config.ts";
 import {
   AppError,
+  authUnavailable,
   headersTooLarge,
   malformedRequest,
   methodNotAllowed,
@@ -48,6 +50,16 @@ export const PROBLEM_TYPES = {
     status: 400,
     title: "Bad request",
     when: "Any other malformed HTTP request, such as a bad or repeated Content-Length, both Content-Length and chunked encoding, an unknown method or bytes that are not HTTP, or a bad URL encoding.",
+  },
+  unauthorized: {
+    status: 401,
+    title: "Authentication required",
+    when: "No bearer token, or one that is malformed, expired, not yet valid, or not issued for this API; `WWW-Authenticate` says which (RFC 6750).",
+  },
+  forbidden: {
+    status: 403,
+    title: "Not allowed",
+    when: "The token is valid but does not allow this: a scope is missing (`WWW-Authenticate` names it), or the request acts for another customer (a `user_id` that is not the token's subject).",
   },
   route_not_found: { status: 404, title: "No such route", when: "No route has this path." },
   method_not_allowed: {
@@ -130,6 +142,12 @@ export const PROBLEM_TYPES = {
     when: "Inventory could not be reached or missed its deadline; retry after `Retry-After` seconds. A new order stays `pending` (`order_id`) and is completed in the background.",
     retryAfter: true,
   },
+  auth_unavailable: {
+    status: 503,
+    title: "Tokens cannot be checked",
+    when: "The issuer's signing keys (AUTH_JWKS_URL or AUTH_JWKS_FILE) cannot be loaded, so no token can be verified; retry after `Retry-After` seconds.",
+    retryAfter: true,
+  },
   overloaded: {
     status: 503,
     title: "Too many orders waiting",
@@ -149,6 +167,9 @@ export const PROBLEM_TYPES = {
     retryAfter: true,
   },
 } as const satisfies Record<ErrorCode, ProblemType>;
+
+/** The protection space named in WWW-Authenticate challenges. */
+export const AUTH_REALM = "orders-api";
 
 /** Seconds a client should wait before retrying, unless the cause knows better (the rate limiter does). */
 const RETRY_AFTER_SECONDS = 2;
@@ -187,7 +208,7 @@ export function problem(code: ErrorCode, detail: string, fields: ProblemFields =
  */
 export const problemsPlugin = fp(
   async (app) => {
-    app.setErrorHandler((error: FastifyError | AppError, request, reply) => sendError(error, request, reply));
+    app.setErrorHandler((error: FastifyError | AppError | AuthError, request, reply) => sendError(error, request, reply));
 
     // The methods each path takes, learnt from the routes as they are
     // added, so that a known path with another method is 405 with Allow.
@@ -231,7 +252,18 @@ function routePattern(url: string): RegExp {
  * Fastify's `frameworkErrors` (a URL it cannot decode, raised before any
  * route is found), both end here.
  */
-export function sendError(error: FastifyError | AppError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function sendError(error: FastifyError | AppError | AuthError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof AuthError) {
+    // RFC 6750: every refusal of a bearer token carries its challenge.
+    reply.header("www-authenticate", wwwAuthenticate(error, { realm: AUTH_REALM }));
+    return sendProblem(reply, problem(error.code === "insufficient_scope" ? "forbidden" : "unauthorized", error.message));
+  }
+  if (error instanceof KeySetUnavailableError) {
+    // Nobody can be authenticated: an operator must hear of it.
+    request.log.error({ err: error }, "the token signing keys cannot be loaded; every authenticated request fails");
+    const { message, fields } = authUnavailable();
+    return sendProblem(reply, problem("auth_unavailable", message, fields));
+  }
   const doc = toProblem(error, request);
   if (doc.code === "internal_error") request.log.error({ err: error }, "request failed");
   return sendProblem(reply, doc);

@@ -52,7 +52,7 @@ export const protectionPlugin = fp<Config>(
       await app.register(cors, {
         origin: config.corsOrigins.includes("*") ? "*" : [...config.corsOrigins],
         methods: ["GET", "POST"],
-        allowedHeaders: ["content-type", "idempotency-key", "x-request-id"],
+        allowedHeaders: ["authorization", "content-type", "idempotency-key", "x-request-id"],
         exposedHeaders: [
           "location",
           "retry-after",
@@ -70,9 +70,13 @@ export const protectionPlugin = fp<Config>(
       await app.register(rateLimit, {
         max: config.rateLimitMax,
         timeWindow: config.rateLimitWindowMs,
+        // A budget per caller: the token's subject once authenticated (the
+        // auth plugin's onRequest hook runs before the limiter's route hook),
+        // else the address, for anonymous callers and refused tokens.
+        keyGenerator: (request) => (request.principal ? `sub:${request.principal.subject}` : `ip:${request.ip}`),
         errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
       });
     }
   },
-  { name: "protection", dependencies: ["problems"] },
+  { name: "protection", dependencies: ["problems", "auth"] },
 );

@@ -11,9 +11,13 @@ import {
 } from "../orders/idempotency.ts";
 import type { Order as OrderView } from "../orders/order.ts";
 import { placeOrder } from "../orders/place-order.ts";
+import { cancelAccess, fulfilAccess, listingFor, placingFor, readAccess } from "../orders/policy.ts";
 import { getOrder, listOrders } from "../orders/queries.ts";
+import { principalOf } from "../plugins/auth.ts";
 import { sendProblem, type ProblemDocument } from "../plugins/problems.ts";
+import { ORDERS_CANCEL_ANY, ORDERS_FULFIL, ORDERS_READ_ALL } from "@ecommerce/auth/scopes.ts";
 import {
+  AUTH_PROBLEMS,
   DEFAULT_PAGE_SIZE,
   IdempotencyHeaders,
   json,
@@ -24,17 +28,19 @@ import {
   PlaceOrderBody,
   problems,
   REPLAYED_HEADER,
+  secured,
 } from "./schemas.ts";
 
 const tags = ["orders"];
 
-/** The request under its Idempotency-Key, or undefined when it has none. */
+/** The request under the caller's Idempotency-Key, or undefined when it has none. */
 function keyed(
   endpoint: IdempotentEndpoint,
+  subject: string,
   request: { headers: { "idempotency-key"?: string }; params?: unknown; body?: unknown },
 ): IdempotentRequest | undefined {
   const key = request.headers["idempotency-key"];
-  return key === undefined ? undefined : idempotentRequest(endpoint, key, request);
+  return key === undefined ? undefined : idempotentRequest(subject, endpoint, key, request);
 }
 
 /** The orders resource: place, read, list, cancel, fulfil. */
@@ -67,7 +73,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: "placeOrder",
         summary: "Place an order and reserve its stock",
         description:
-          "Stores the order, reserves all its lines in inventory (all or none) and confirms it with inventory's prices. 201 when confirmed. 409 insufficient_stock and 422 unknown_product / order_rejected keep the order as rejected; 503 inventory_unavailable leaves it pending, to be completed in the background.",
+          "Stores the order for the caller (the token's subject), reserves all its lines in inventory (all or none) and confirms it with inventory's prices. 201 when confirmed. 409 insufficient_stock and 422 unknown_product / order_rejected keep the order as rejected; 503 inventory_unavailable leaves it pending, to be completed in the background. A `user_id` naming someone else is 403.",
+        security: secured(),
         headers: IdempotencyHeaders,
         body: PlaceOrderBody,
         response: {
@@ -78,6 +85,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...problems(
             "validation_failed",
             "malformed_json",
+            ...AUTH_PROBLEMS,
             "insufficient_stock",
             "body_too_large",
             "unsupported_media_type",
@@ -95,8 +103,13 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) =>
-      send(reply, await placeOrder(deps(request.log), request.body, keyed(IDEMPOTENT_ENDPOINTS.placeOrder, request))),
+    async (request, reply) => {
+      const principal = principalOf(request);
+      // The key identifies the order as placed (for the subject), whether or not the body repeated user_id.
+      const body = { ...request.body, user_id: placingFor(principal, request.body.user_id) };
+      const key = keyed(IDEMPOTENT_ENDPOINTS.placeOrder, principal.subject, { headers: request.headers, body });
+      return send(reply, await placeOrder(deps(request.log), body, key));
+    },
   );
 
   app.get(
@@ -107,15 +120,19 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: "listOrders",
         summary: "List orders, newest first",
         description:
-          "Keyset pagination: pass `next_cursor` as `cursor` for the next page until it is null. Orders created during a walk never shift the pages, so no order is seen twice or skipped. Filters combine.",
+          "A customer's own orders; every customer's with `orders:read_all`. Keyset pagination: pass `next_cursor` as `cursor` for the next page until it is null. Orders created during a walk never shift the pages, so no order is seen twice or skipped. Filters combine.",
+        security: secured(),
         querystring: ListOrdersQuery,
         response: {
           200: json("A page of orders", OrderPage),
-          ...problems("validation_failed", "invalid_cursor", "rate_limited", "internal_error", "database_unavailable"),
+          ...problems("validation_failed", "invalid_cursor", ...AUTH_PROBLEMS, "rate_limited", "internal_error", "database_unavailable"),
         },
       },
     },
-    async (request) => listOrders({ db: app.db }, { ...request.query, limit: request.query.limit ?? DEFAULT_PAGE_SIZE }),
+    async (request) => {
+      const user_id = listingFor(principalOf(request), request.query.user_id);
+      return listOrders({ db: app.db }, { ...request.query, user_id, limit: request.query.limit ?? DEFAULT_PAGE_SIZE });
+    },
   );
 
   app.get(
@@ -125,14 +142,16 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         operationId: "getOrder",
         summary: "Get an order",
+        description: `A customer's own order; any order with \`${ORDERS_READ_ALL}\`. Another customer's order is 404, as if it did not exist.`,
+        security: secured(),
         params: OrderIdParams,
         response: {
           200: json("The order", Order),
-          ...problems("validation_failed", "order_not_found", "rate_limited", "internal_error", "database_unavailable"),
+          ...problems("validation_failed", ...AUTH_PROBLEMS, "order_not_found", "rate_limited", "internal_error", "database_unavailable"),
         },
       },
     },
-    async (request) => getOrder({ db: app.db }, request.params.id),
+    async (request) => getOrder({ db: app.db }, request.params.id, readAccess(principalOf(request))),
   );
 
   // Cancel and fulfil are the same shape: a guarded state change of one
@@ -142,8 +161,10 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
       path: "/orders/:id/cancel",
       operationId: "cancelOrder",
       summary: "Cancel a pending or confirmed order and release its stock",
-      description: "Idempotent: cancelling a cancelled order returns it. 409 status_conflict from fulfilled or rejected. Takes no body.",
+      description: `A customer cancels their own orders; any order with \`${ORDERS_CANCEL_ANY}\` (another customer's is 404 otherwise). Idempotent: cancelling a cancelled order returns it. 409 status_conflict from fulfilled or rejected. Takes no body.`,
       done: "cancelled",
+      security: secured(),
+      access: cancelAccess,
       change: cancelOrder,
       endpoint: IDEMPOTENT_ENDPOINTS.cancelOrder,
     },
@@ -151,13 +172,15 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
       path: "/orders/:id/fulfill",
       operationId: "fulfillOrder",
       summary: "Mark a confirmed order fulfilled and commit its stock",
-      description: "Idempotent: fulfilling a fulfilled order returns it. 409 status_conflict from any other state. Takes no body.",
+      description: `Staff only: needs \`${ORDERS_FULFIL}\` (403 without it, for the order's own customer too). Idempotent: fulfilling a fulfilled order returns it. 409 status_conflict from any other state. Takes no body.`,
       done: "fulfilled",
+      security: secured(ORDERS_FULFIL),
+      access: fulfilAccess,
       change: fulfilOrder,
       endpoint: IDEMPOTENT_ENDPOINTS.fulfilOrder,
     },
   ] as const;
-  for (const { path, operationId, summary, description, done, change, endpoint } of stateChanges) {
+  for (const { path, operationId, summary, description, done, security, access, change, endpoint } of stateChanges) {
     app.post(
       path,
       {
@@ -166,12 +189,14 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
           operationId,
           summary,
           description,
+          security,
           headers: IdempotencyHeaders,
           params: OrderIdParams,
           response: {
             200: json(`The order, ${done}`, Order, REPLAYED_HEADER),
             ...problems(
               "validation_failed",
+              ...AUTH_PROBLEMS,
               "order_not_found",
               "status_conflict",
               "idempotency_key_in_flight",
@@ -184,7 +209,11 @@ export const orderRoutes: FastifyPluginAsyncTypebox = async (app) => {
           },
         },
       },
-      async (request, reply) => send(reply, await change(deps(request.log), request.params.id, keyed(endpoint, request))),
+      async (request, reply) => {
+        const principal = principalOf(request);
+        const allowed = access(principal);
+        return send(reply, await change(deps(request.log), request.params.id, allowed, keyed(endpoint, principal.subject, request)));
+      },
     );
   }
 };

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { getProduct, listProducts } from "../products/catalogue.ts";
-import { DEFAULT_PAGE_SIZE, json, ListProductsQuery, Product, ProductIdParams, ProductPage, problems } from "./schemas.ts";
+import { AUTH_PROBLEMS, DEFAULT_PAGE_SIZE, json, secured, ListProductsQuery, Product, ProductIdParams, ProductPage, problems } from "./schemas.ts";
 
 const tags = ["products"];
 
@@ -13,11 +13,12 @@ export const productRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         operationId: "listProducts",
         summary: "List products with their stock",
-        description: "Read from inventory. Pages like GET /orders: pass `next_cursor` as `cursor` until it is null.",
+        description: "Any authenticated caller. Read from inventory. Pages like GET /orders: pass `next_cursor` as `cursor` until it is null.",
+        security: secured(),
         querystring: ListProductsQuery,
         response: {
           200: json("A page of products", ProductPage),
-          ...problems("validation_failed", "invalid_cursor", "rate_limited", "internal_error", "inventory_unavailable"),
+          ...problems("validation_failed", "invalid_cursor", ...AUTH_PROBLEMS, "rate_limited", "internal_error", "inventory_unavailable"),
         },
       },
     },
@@ -32,11 +33,12 @@ export const productRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         operationId: "getProduct",
         summary: "Get a product with its stock",
-        description: "Read from inventory.",
+        description: "Any authenticated caller. Read from inventory.",
+        security: secured(),
         params: ProductIdParams,
         response: {
           200: json("The product", Product),
-          ...problems("validation_failed", "product_not_found", "rate_limited", "internal_error", "inventory_unavailable"),
+          ...problems("validation_failed", ...AUTH_PROBLEMS, "product_not_found", "rate_limited", "internal_error", "inventory_unavailable"),
         },
       },
     },

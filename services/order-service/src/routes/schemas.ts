@@ -1,7 +1,9 @@
 import { Type, type Static, type TSchema, type TUnsafe } from "typebox";
 import {
   AppError,
+  authUnavailable,
   duplicateProduct,
+  forbidden,
   headersTooLarge,
   idempotencyKeyInFlight,
   idempotencyKeyReused,
@@ -17,10 +19,12 @@ import {
   requestTimeout,
   routeNotFound,
   statusConflict,
+  unauthorized,
   unknownProduct,
   unsupportedMediaType,
   type ErrorCode,
 } from "../errors.ts";
+import type { Scope } from "@ecommerce/auth/scopes.ts";
 import { INPUT_LIMITS } from "../config.ts";
 import { ORDER_STATUSES } from "../orders/status.ts";
 import { PROBLEM_TYPES, problem, type ProblemType } from "../plugins/problems.ts";
@@ -98,7 +102,11 @@ export const IdempotencyHeaders = Type.Object({
 
 export const PlaceOrderBody = Type.Object(
   {
-    user_id: UserId("Who places the order"),
+    user_id: Type.Optional(
+      UserId(
+        "Optional: the order is always placed for the caller, the token's subject. When present it must equal the subject (else 403 forbidden).",
+      ),
+    ),
     items: Type.Array(
       Type.Object(
         {
@@ -114,7 +122,6 @@ export const PlaceOrderBody = Type.Object(
     additionalProperties: false,
     examples: [
       {
-        user_id: "alice",
         items: [
           { product_id: LAPTOP_ID, quantity: 1 },
           { product_id: EARBUDS_ID, quantity: 2 },
@@ -181,7 +188,12 @@ const NextCursor = Nullable(
 
 export const ListOrdersQuery = Type.Object(
   {
-    user_id: Type.Optional(UserId("Only this user's orders", ["alice"])),
+    user_id: Type.Optional(
+      UserId(
+        "Only this customer's orders. Customers see only their own orders whatever the filter (naming another customer is 403); with `orders:read_all` any customer.",
+        ["alice"],
+      ),
+    ),
     status: Type.Optional(OrderStatus),
     created_after: Type.Optional(
       Type.String({
@@ -327,6 +339,8 @@ const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
   }),
   malformed_json: new AppError("malformed_json", "Body is not valid JSON but content-type is set to 'application/json'"),
   invalid_cursor: invalidCursor(),
+  unauthorized: unauthorized("the token has expired"),
+  forbidden: forbidden("this operation needs the scope orders:fulfil"),
   bad_request: new AppError("bad_request", "Request body size did not match Content-Length"),
   route_not_found: routeNotFound("GET", "/api/v2/orders"),
   method_not_allowed: methodNotAllowed("DELETE", `/api/v1/orders/${EXAMPLE_ORDER_ID}`, ["GET", "HEAD", "OPTIONS"]),
@@ -351,6 +365,7 @@ const EXAMPLE_ERRORS: Record<ErrorCode, AppError> = {
   database_unavailable: new AppError("database_unavailable", "The orders database cannot be reached right now. Retry in a moment."),
   inventory_unavailable: inventoryUnavailable(EXAMPLE_ORDER_ID),
   overloaded: overloaded(),
+  auth_unavailable: authUnavailable(),
   not_ready: new AppError("not_ready", "Not ready: inventory does not answer."),
 };
 
@@ -420,6 +435,21 @@ export function problems<const C extends ErrorCode>(
   }
   return responses;
 }
+
+/** The OpenAPI security schemes (plugins/openapi.ts names them). */
+export const BEARER_SCHEME = "bearerAuth";
+export const OAUTH2_SCHEME = "oauth2";
+
+/**
+ * An operation's `security`: a bearer JWT for orders-api, holding `scopes`
+ * (none for what customers do for themselves), from any issuer flow.
+ */
+export function secured(...scopes: Scope[]): Record<string, Scope[]>[] {
+  return [{ [BEARER_SCHEME]: scopes }, { [OAUTH2_SCHEME]: scopes }];
+}
+
+/** The refusals every authenticated operation can answer: no valid token, or not allowed. */
+export const AUTH_PROBLEMS = ["unauthorized", "forbidden", "auth_unavailable"] as const;
 
 /** A JSON success response: the schema, a description and optional response headers. */
 export function json<T extends TSchema>(
