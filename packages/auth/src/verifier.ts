@@ -40,7 +40,18 @@ export interface TokenVerifierOptions {
    * stream of forged key ids cannot turn into a stream of fetches.
    */
   keyRefetchCooldownSeconds?: number;
+  /**
+   * How long a verified token is remembered (never past its expiry), so a
+   * caller that sends the same token with every call, as a service does,
+   * pays for its signature check once rather than on every call; a key
+   * removed from the JWKS stops being honoured within this long. 0 turns
+   * the memory off.
+   */
+  rememberSeconds?: number;
 }
+
+/** Most verified tokens remembered at once; the oldest is forgotten first. */
+const REMEMBERED_TOKENS = 10_000;
 
 export interface TokenVerifier {
   /**
@@ -67,11 +78,18 @@ const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256
  * keys (at most once per cooldown), so a key rotation needs no restart.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
-  const { issuer, audience, clockToleranceSeconds = 30, keyRefetchCooldownSeconds = 30 } = options;
+  const { issuer, audience, clockToleranceSeconds = 30, keyRefetchCooldownSeconds = 30, rememberSeconds = 60 } = options;
   const getKey = keyResolver(options, keyRefetchCooldownSeconds * 1000);
+  // Map keeps insertion order: the first entry is the oldest.
+  const remembered = new Map<string, { principal: Principal; until: number }>();
   return {
     async verify(authorizationHeaderOrToken) {
       const token = bearerToken(authorizationHeaderOrToken);
+      const known = remembered.get(token);
+      if (known !== undefined) {
+        if (Date.now() < known.until) return known.principal;
+        remembered.delete(token);
+      }
       try {
         decodeProtectedHeader(token);
       } catch {
@@ -89,7 +107,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       } catch (error) {
         throw refusal(error, { issuer, audience });
       }
-      return principalOf(payload);
+      const principal = principalOf(payload);
+      if (rememberSeconds > 0) {
+        if (remembered.size >= REMEMBERED_TOKENS) remembered.delete(remembered.keys().next().value!);
+        remembered.set(token, { principal, until: Math.min(principal.expiresAt.getTime(), Date.now() + rememberSeconds * 1000) });
+      }
+      return principal;
     },
   };
 }

@@ -177,6 +177,42 @@ describe("key rotation", () => {
   });
 });
 
+describe("remembering verified tokens", () => {
+  function fileVerifier(options: { rememberSeconds?: number } = {}) {
+    return createTokenVerifier({
+      issuer: running.issuer.issuer,
+      audience: ORDERS_API,
+      jwksFile: jwksFilePath(running.dir),
+      clockToleranceSeconds: 0,
+      keyRefetchCooldownSeconds: 0,
+      ...options,
+    });
+  }
+
+  it("answers a token it verified before without checking its signature again", async () => {
+    const token = await customerToken();
+    const remembering = fileVerifier();
+    const forgetful = fileVerifier({ rememberSeconds: 0 });
+    await remembering.verify(token);
+    await forgetful.verify(token);
+    // The token's key leaves the JWKS; a token of the new key makes both reload it.
+    await running.issuer.rotateKey();
+    await running.issuer.removeKey(decodeProtectedHeader(token).kid!);
+    const fresh = await customerToken();
+    await Promise.all([remembering.verify(fresh), forgetful.verify(fresh)]);
+    await expect(remembering.verify(token)).resolves.toMatchObject({ subject: "alice" });
+    await expect(forgetful.verify(token)).rejects.toMatchObject({ reason: "unknown_key" });
+  });
+
+  it("never remembers a token past its expiry", async () => {
+    const token = await mintToken({ dir: running.dir, issuer: running.issuer.issuer, subject: "alice", audience: ORDERS_API, ttlSeconds: 1 });
+    const verifier = fileVerifier();
+    await verifier.verify(token);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await expect(verifier.verify(token)).rejects.toMatchObject({ reason: "expired" });
+  });
+});
+
 describe("keys from a file", () => {
   function fileVerifier() {
     return createTokenVerifier({ issuer: running.issuer.issuer, audience: ORDERS_API, jwksFile: jwksFilePath(running.dir), keyRefetchCooldownSeconds: 0 });
