@@ -4,14 +4,12 @@ import type { Database } from "./database.ts";
 import * as initial from "./migrations/0001_initial.ts";
 import * as reserveStockFunction from "./migrations/0002_reserve_stock_function.ts";
 import * as reserveOrdersFunction from "./migrations/0003_reserve_orders_function.ts";
-import * as reserveOrdersActor from "./migrations/0004_reserve_orders_actor.ts";
 
 /** Every migration in order of name; a static list, so no files are read at run time. */
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_reserve_stock_function": reserveStockFunction,
   "0003_reserve_orders_function": reserveOrdersFunction,
-  "0004_reserve_orders_actor": reserveOrdersActor,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

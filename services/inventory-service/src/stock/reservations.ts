@@ -58,7 +58,7 @@ const LIVE = ["reserved", "confirmed"] as const;
 /** What became of one order of a batch: its reservation, or why it has none. */
 export type ReserveOutcome = PromiseSettledResult<ReservationRecord>;
 
-/** One line of reserve_orders()'s answer (see migrations 0003 and 0004). */
+/** One line of reserve_orders()'s answer (see migration 0003). */
 interface DecidedLine {
   order_index: number;
   outcome: "reserved" | "existing" | "unknown" | "short" | "taken";
@@ -82,7 +82,7 @@ interface DecidedLine {
  * order's refusal never touches another.
  *
  * This is the hot path of every order, so the whole batch is one call of
- * the reserve_orders() database function (migration 0004): one round trip
+ * the reserve_orders() database function (migration 0003): one round trip
  * and one commit, whatever its size. It waits for locks at most
  * `lockTimeoutMs` (0: no bound), the time its callers have left.
  */

@@ -9,9 +9,11 @@ import { sql, type Kysely } from "kysely";
 /**
  * reserve_orders(): a whole batch of reservations in one call, one round
  * trip and one commit, however many orders it holds. Orders come as
- * parallel arrays: `p_order_ids` (each at most once), and per line its
- * order (1-based index into p_order_ids, lines grouped by order in order),
- * product and quantity.
+ * parallel arrays: `p_order_ids` (each at most once) with `p_actors`, who
+ * asked for each order's reservation (a batch serves many callers, so the
+ * ledger's actor travels with each order), and per line its order (1-based
+ * index into p_order_ids, lines grouped by order in order), product and
+ * quantity.
  *
  * Locks, in the order every writer takes them: first the batch's existing
  * reservation rows (FOR SHARE, order id order), as release, commit and
@@ -38,7 +40,7 @@ import { sql, type Kysely } from "kysely";
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     CREATE FUNCTION reserve_orders(
-      p_order_ids uuid[], p_line_orders int[], p_product_ids uuid[], p_quantities int[],
+      p_order_ids uuid[], p_actors text[], p_line_orders int[], p_product_ids uuid[], p_quantities int[],
       p_ttl_seconds int, p_lock_timeout_ms int
     ) RETURNS TABLE (
       order_index int, outcome text, status text, expires_at timestamptz, created_at timestamptz,
@@ -124,11 +126,14 @@ export async function up(db: Kysely<any>): Promise<void> {
       IF v_next <= v_lines THEN
         RAISE EXCEPTION 'reserve_orders: lines must be grouped by order, in order';
       END IF;
+      IF coalesce(cardinality(p_actors), 0) <> v_orders THEN
+        RAISE EXCEPTION 'reserve_orders: one actor per order';
+      END IF;
 
       RETURN QUERY
         WITH o AS (
-          SELECT o.idx::int AS idx, o.order_id, o.verdict
-          FROM unnest(p_order_ids, v_verdicts) WITH ORDINALITY AS o(order_id, verdict, idx)
+          SELECT o.idx::int AS idx, o.order_id, o.verdict, o.actor
+          FROM unnest(p_order_ids, v_verdicts, p_actors) WITH ORDINALITY AS o(order_id, verdict, actor, idx)
         ),
         l AS (
           SELECT l.order_index, l.product_id, l.quantity, l.available
@@ -144,7 +149,7 @@ export async function up(db: Kysely<any>): Promise<void> {
           RETURNING *
         ),
         made_lines AS (
-          SELECT o.idx, m.order_id, l.product_id, l.quantity, p.price_minor, p.currency,
+          SELECT o.idx, o.actor, m.order_id, l.product_id, l.quantity, p.price_minor, p.currency,
                  m.status, m.expires_at, m.created_at, m.updated_at
           FROM made m
           JOIN o ON o.order_id = m.order_id
@@ -161,8 +166,8 @@ export async function up(db: Kysely<any>): Promise<void> {
           WHERE s.product_id = t.product_id
         ),
         ledger AS (
-          INSERT INTO stock_movements (product_id, kind, on_hand_delta, reserved_delta, order_id)
-          SELECT ml.product_id, 'reserve', 0, ml.quantity, ml.order_id FROM made_lines ml ORDER BY ml.idx, ml.product_id
+          INSERT INTO stock_movements (product_id, kind, on_hand_delta, reserved_delta, order_id, actor)
+          SELECT ml.product_id, 'reserve', 0, ml.quantity, ml.order_id, ml.actor FROM made_lines ml ORDER BY ml.idx, ml.product_id
         )
         SELECT ml.idx, 'reserved'::text, ml.status, ml.expires_at, ml.created_at, ml.updated_at,
                ml.product_id, ml.quantity, NULL::int, ml.price_minor, ml.currency
@@ -187,5 +192,5 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await sql`DROP FUNCTION reserve_orders(uuid[], int[], uuid[], int[], int, int)`.execute(db);
+  await sql`DROP FUNCTION reserve_orders(uuid[], text[], int[], uuid[], int[], int, int)`.execute(db);
 }
