@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Any, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Status } from "../../google/rpc/status_pb.ts";
 import { file_google_rpc_status } from "../../google/rpc/status_pb.ts";
 import type { Message, UnknownEnum } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file inventory/v1/inventory.proto.
  */
 export const file_inventory_v1_inventory: GenFile = /*@__PURE__*/
-  fileDesc("ChxpbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEgxpbnZlbnRvcnkudjEi9wEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEwoLcHJpY2VfbWlub3IYBSABKAMSEAoIY3VycmVuY3kYBiABKAkSJwoFc3RvY2sYByABKAsyGC5pbnZlbnRvcnkudjEuU3RvY2tMZXZlbBIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkIKClN0b2NrTGV2ZWwSDwoHb25faGFuZBgBIAEoBRIQCghyZXNlcnZlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUiLAoETGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFIjYKEUNoZWNrU3RvY2tSZXF1ZXN0EiEKBWxpbmVzGAEgAygLMhIuaW52ZW50b3J5LnYxLkxpbmUiWgoSQ2hlY2tTdG9ja1Jlc3BvbnNlEi0KBWxpbmVzGAEgAygLMh4uaW52ZW50b3J5LnYxLkxpbmVBdmFpbGFiaWxpdHkSFQoNYWxsX2F2YWlsYWJsZRgCIAEoCCJiChBMaW5lQXZhaWxhYmlsaXR5EhIKCnByb2R1Y3RfaWQYASABKAkSEQoJcmVxdWVzdGVkGAIgASgFEhEKCWF2YWlsYWJsZRgDIAEoBRIUCgxpc19hdmFpbGFibGUYBCABKAgiSgoTUmVzZXJ2ZVN0b2NrUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIhCgVsaW5lcxgCIAMoCzISLmludmVudG9yeS52MS5MaW5lIkYKFFJlc2VydmVTdG9ja1Jlc3BvbnNlEi4KC3Jlc2VydmF0aW9uGAEgASgLMhkuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIkkKFFJlc2VydmVPcmRlcnNSZXF1ZXN0EjEKBm9yZGVycxgBIAMoCzIhLmludmVudG9yeS52MS5SZXNlcnZlU3RvY2tSZXF1ZXN0IkcKFVJlc2VydmVPcmRlcnNSZXNwb25zZRIuCghvdXRjb21lcxgBIAMoCzIcLmludmVudG9yeS52MS5SZXNlcnZlT3V0Y29tZSKDAQoOUmVzZXJ2ZU91dGNvbWUSEAoIb3JkZXJfaWQYASABKAkSMAoLcmVzZXJ2YXRpb24YAiABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25IABIjCgVlcnJvchgDIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCAoGcmVzdWx0Io4CCgtSZXNlcnZhdGlvbhIQCghvcmRlcl9pZBgBIAEoCRIvCgZzdGF0dXMYAiABKA4yHy5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb25TdGF0dXMSKQoFbGluZXMYAyADKAsyGi5pbnZlbnRvcnkudjEuUmVzZXJ2ZWRMaW5lEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImAKDFJlc2VydmVkTGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFEhgKEHVuaXRfcHJpY2VfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiOwoRSW5zdWZmaWNpZW50U3RvY2sSJgoFbGluZXMYASADKAsyFy5pbnZlbnRvcnkudjEuU2hvcnRMaW5lIkUKCVNob3J0TGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhEKCXJlcXVlc3RlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUiNwoTUmVsZWFzZVN0b2NrUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRgoUUmVsZWFzZVN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iJgoSQ29tbWl0U3RvY2tSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIkUKE0NvbW1pdFN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iLwoaQ29uZmlybVJlc2VydmF0aW9uc1JlcXVlc3QSEQoJb3JkZXJfaWRzGAEgAygJIlUKG0NvbmZpcm1SZXNlcnZhdGlvbnNSZXNwb25zZRIbChNjb25maXJtZWRfb3JkZXJfaWRzGAEgAygJEhkKEW1pc3Npbmdfb3JkZXJfaWRzGAIgAygJIicKEUdldFByb2R1Y3RSZXF1ZXN0EhIKCnByb2R1Y3RfaWQYASABKAkiPAoSR2V0UHJvZHVjdFJlc3BvbnNlEiYKB3Byb2R1Y3QYASABKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdCI8ChNMaXN0UHJvZHVjdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEicKCHByb2R1Y3RzGAEgAygLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoQBChRDcmVhdGVQcm9kdWN0UmVxdWVzdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRITCgtwcmljZV9taW5vchgEIAEoAxIQCghjdXJyZW5jeRgFIAEoCRIVCg1pbml0aWFsX3N0b2NrGAYgASgFIj8KFUNyZWF0ZVByb2R1Y3RSZXNwb25zZRImCgdwcm9kdWN0GAEgASgLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QipwEKEkFkanVzdFN0b2NrUmVxdWVzdBISCgpwcm9kdWN0X2lkGAEgASgJEg8KBWRlbHRhGAIgASgFSAASFQoLc2V0X29uX2hhbmQYAyABKAVIABIuCgZyZWFzb24YBCABKA4yHi5pbnZlbnRvcnkudjEuQWRqdXN0bWVudFJlYXNvbhIMCgRub3RlGAUgASgJEg0KBWFjdG9yGAYgASgJQggKBmNoYW5nZSJsChNBZGp1c3RTdG9ja1Jlc3BvbnNlEiYKB3Byb2R1Y3QYASABKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdBItCghtb3ZlbWVudBgCIAEoCzIbLmludmVudG9yeS52MS5TdG9ja01vdmVtZW50IswBCg1TdG9ja01vdmVtZW50EgoKAmlkGAEgASgDEhIKCnByb2R1Y3RfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIVCg1vbl9oYW5kX2RlbHRhGAQgASgFEhYKDnJlc2VydmVkX2RlbHRhGAUgASgFEhAKCG9yZGVyX2lkGAYgASgJEgwKBG5vdGUYByABKAkSDQoFYWN0b3IYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKt0BChFSZXNlcnZhdGlvblN0YXR1cxIiCh5SRVNFUlZBVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtSRVNFUlZBVElPTl9TVEFUVVNfUkVTRVJWRUQQARIgChxSRVNFUlZBVElPTl9TVEFUVVNfQ09ORklSTUVEEAISHwobUkVTRVJWQVRJT05fU1RBVFVTX1JFTEVBU0VEEAMSIAocUkVTRVJWQVRJT05fU1RBVFVTX0NPTU1JVFRFRBAEEh4KGlJFU0VSVkFUSU9OX1NUQVRVU19FWFBJUkVEEAUqnQEKEEFkanVzdG1lbnRSZWFzb24SIQodQURKVVNUTUVOVF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlBREpVU1RNRU5UX1JFQVNPTl9SRVNUT0NLEAESHwobQURKVVNUTUVOVF9SRUFTT05fV1JJVEVfT0ZGEAISJgoiQURKVVNUTUVOVF9SRUFTT05fQ09VTlRfQ09SUkVDVElPThADMqkHChBJbnZlbnRvcnlTZXJ2aWNlElQKCkNoZWNrU3RvY2sSHy5pbnZlbnRvcnkudjEuQ2hlY2tTdG9ja1JlcXVlc3QaIC5pbnZlbnRvcnkudjEuQ2hlY2tTdG9ja1Jlc3BvbnNlIgOQAgESWgoMUmVzZXJ2ZVN0b2NrEiEuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaIi5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2UiA5ACAhJdCg1SZXNlcnZlT3JkZXJzEiIuaW52ZW50b3J5LnYxLlJlc2VydmVPcmRlcnNSZXF1ZXN0GiMuaW52ZW50b3J5LnYxLlJlc2VydmVPcmRlcnNSZXNwb25zZSIDkAICEloKDFJlbGVhc2VTdG9jaxIhLmludmVudG9yeS52MS5SZWxlYXNlU3RvY2tSZXF1ZXN0GiIuaW52ZW50b3J5LnYxLlJlbGVhc2VTdG9ja1Jlc3BvbnNlIgOQAgISVwoLQ29tbWl0U3RvY2sSIC5pbnZlbnRvcnkudjEuQ29tbWl0U3RvY2tSZXF1ZXN0GiEuaW52ZW50b3J5LnYxLkNvbW1pdFN0b2NrUmVzcG9uc2UiA5ACAhJvChNDb25maXJtUmVzZXJ2YXRpb25zEiguaW52ZW50b3J5LnYxLkNvbmZpcm1SZXNlcnZhdGlvbnNSZXF1ZXN0GikuaW52ZW50b3J5LnYxLkNvbmZpcm1SZXNlcnZhdGlvbnNSZXNwb25zZSIDkAICElQKCkdldFByb2R1Y3QSHy5pbnZlbnRvcnkudjEuR2V0UHJvZHVjdFJlcXVlc3QaIC5pbnZlbnRvcnkudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgOQAgESWgoMTGlzdFByb2R1Y3RzEiEuaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaIi5pbnZlbnRvcnkudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiA5ACARJYCg1DcmVhdGVQcm9kdWN0EiIuaW52ZW50b3J5LnYxLkNyZWF0ZVByb2R1Y3RSZXF1ZXN0GiMuaW52ZW50b3J5LnYxLkNyZWF0ZVByb2R1Y3RSZXNwb25zZRJSCgtBZGp1c3RTdG9jaxIgLmludmVudG9yeS52MS5BZGp1c3RTdG9ja1JlcXVlc3QaIS5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_rpc_status]);
+  fileDesc("ChxpbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEgxpbnZlbnRvcnkudjEi9wEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEwoLcHJpY2VfbWlub3IYBSABKAMSEAoIY3VycmVuY3kYBiABKAkSJwoFc3RvY2sYByABKAsyGC5pbnZlbnRvcnkudjEuU3RvY2tMZXZlbBIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl8KClN0b2NrTGV2ZWwSDwoHb25faGFuZBgBIAEoBRIQCghyZXNlcnZlZBgCIAEoBRIRCglhdmFpbGFibGUYAyABKAUSGwoTbG93X3N0b2NrX3RocmVzaG9sZBgEIAEoBSIsCgRMaW5lEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAUiNgoRQ2hlY2tTdG9ja1JlcXVlc3QSIQoFbGluZXMYASADKAsyEi5pbnZlbnRvcnkudjEuTGluZSJaChJDaGVja1N0b2NrUmVzcG9uc2USLQoFbGluZXMYASADKAsyHi5pbnZlbnRvcnkudjEuTGluZUF2YWlsYWJpbGl0eRIVCg1hbGxfYXZhaWxhYmxlGAIgASgIImIKEExpbmVBdmFpbGFiaWxpdHkSEgoKcHJvZHVjdF9pZBgBIAEoCRIRCglyZXF1ZXN0ZWQYAiABKAUSEQoJYXZhaWxhYmxlGAMgASgFEhQKDGlzX2F2YWlsYWJsZRgEIAEoCCJKChNSZXNlcnZlU3RvY2tSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEiEKBWxpbmVzGAIgAygLMhIuaW52ZW50b3J5LnYxLkxpbmUiRgoUUmVzZXJ2ZVN0b2NrUmVzcG9uc2USLgoLcmVzZXJ2YXRpb24YASABKAsyGS5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iSQoUUmVzZXJ2ZU9yZGVyc1JlcXVlc3QSMQoGb3JkZXJzGAEgAygLMiEuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QiRwoVUmVzZXJ2ZU9yZGVyc1Jlc3BvbnNlEi4KCG91dGNvbWVzGAEgAygLMhwuaW52ZW50b3J5LnYxLlJlc2VydmVPdXRjb21lIoMBCg5SZXNlcnZlT3V0Y29tZRIQCghvcmRlcl9pZBgBIAEoCRIwCgtyZXNlcnZhdGlvbhgCIAEoCzIZLmludmVudG9yeS52MS5SZXNlcnZhdGlvbkgAEiMKBWVycm9yGAMgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIICgZyZXN1bHQijgIKC1Jlc2VydmF0aW9uEhAKCG9yZGVyX2lkGAEgASgJEi8KBnN0YXR1cxgCIAEoDjIfLmludmVudG9yeS52MS5SZXNlcnZhdGlvblN0YXR1cxIpCgVsaW5lcxgDIAMoCzIaLmludmVudG9yeS52MS5SZXNlcnZlZExpbmUSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYAoMUmVzZXJ2ZWRMaW5lEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAUSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCSI7ChFJbnN1ZmZpY2llbnRTdG9jaxImCgVsaW5lcxgBIAMoCzIXLmludmVudG9yeS52MS5TaG9ydExpbmUiRQoJU2hvcnRMaW5lEhIKCnByb2R1Y3RfaWQYASABKAkSEQoJcmVxdWVzdGVkGAIgASgFEhEKCWF2YWlsYWJsZRgDIAEoBSI3ChNSZWxlYXNlU3RvY2tSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJGChRSZWxlYXNlU3RvY2tSZXNwb25zZRIuCgtyZXNlcnZhdGlvbhgBIAEoCzIZLmludmVudG9yeS52MS5SZXNlcnZhdGlvbiImChJDb21taXRTdG9ja1JlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiRQoTQ29tbWl0U3RvY2tSZXNwb25zZRIuCgtyZXNlcnZhdGlvbhgBIAEoCzIZLmludmVudG9yeS52MS5SZXNlcnZhdGlvbiIvChpDb25maXJtUmVzZXJ2YXRpb25zUmVxdWVzdBIRCglvcmRlcl9pZHMYASADKAkiVQobQ29uZmlybVJlc2VydmF0aW9uc1Jlc3BvbnNlEhsKE2NvbmZpcm1lZF9vcmRlcl9pZHMYASADKAkSGQoRbWlzc2luZ19vcmRlcl9pZHMYAiADKAkiJwoRR2V0UHJvZHVjdFJlcXVlc3QSEgoKcHJvZHVjdF9pZBgBIAEoCSI8ChJHZXRQcm9kdWN0UmVzcG9uc2USJgoHcHJvZHVjdBgBIAEoCzIVLmludmVudG9yeS52MS5Qcm9kdWN0IjwKE0xpc3RQcm9kdWN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoUTGlzdFByb2R1Y3RzUmVzcG9uc2USJwoIcHJvZHVjdHMYASADKAsyFS5pbnZlbnRvcnkudjEuUHJvZHVjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkioQEKFENyZWF0ZVByb2R1Y3RSZXF1ZXN0EgsKA3NrdRgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhMKC3ByaWNlX21pbm9yGAQgASgDEhAKCGN1cnJlbmN5GAUgASgJEhUKDWluaXRpYWxfc3RvY2sYBiABKAUSGwoTbG93X3N0b2NrX3RocmVzaG9sZBgHIAEoBSI/ChVDcmVhdGVQcm9kdWN0UmVzcG9uc2USJgoHcHJvZHVjdBgBIAEoCzIVLmludmVudG9yeS52MS5Qcm9kdWN0IqcBChJBZGp1c3RTdG9ja1JlcXVlc3QSEgoKcHJvZHVjdF9pZBgBIAEoCRIPCgVkZWx0YRgCIAEoBUgAEhUKC3NldF9vbl9oYW5kGAMgASgFSAASLgoGcmVhc29uGAQgASgOMh4uaW52ZW50b3J5LnYxLkFkanVzdG1lbnRSZWFzb24SDAoEbm90ZRgFIAEoCRINCgVhY3RvchgGIAEoCUIICgZjaGFuZ2UibAoTQWRqdXN0U3RvY2tSZXNwb25zZRImCgdwcm9kdWN0GAEgASgLMhUuaW52ZW50b3J5LnYxLlByb2R1Y3QSLQoIbW92ZW1lbnQYAiABKAsyGy5pbnZlbnRvcnkudjEuU3RvY2tNb3ZlbWVudCLMAQoNU3RvY2tNb3ZlbWVudBIKCgJpZBgBIAEoAxISCgpwcm9kdWN0X2lkGAIgASgJEgwKBGtpbmQYAyABKAkSFQoNb25faGFuZF9kZWx0YRgEIAEoBRIWCg5yZXNlcnZlZF9kZWx0YRgFIAEoBRIQCghvcmRlcl9pZBgGIAEoCRIMCgRub3RlGAcgASgJEg0KBWFjdG9yGAggASgJEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJIChFMaXN0RXZlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIMCgR0eXBlGAMgASgJIlIKEkxpc3RFdmVudHNSZXNwb25zZRIjCgZldmVudHMYASADKAsyEy5pbnZlbnRvcnkudjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIsIBCgVFdmVudBIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEg4KBnNvdXJjZRgDIAEoCRIPCgdzdWJqZWN0GAQgASgJEigKBHRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBGRhdGEYBiABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EjAKDHB1Ymxpc2hfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq3QEKEVJlc2VydmF0aW9uU3RhdHVzEiIKHlJFU0VSVkFUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh8KG1JFU0VSVkFUSU9OX1NUQVRVU19SRVNFUlZFRBABEiAKHFJFU0VSVkFUSU9OX1NUQVRVU19DT05GSVJNRUQQAhIfChtSRVNFUlZBVElPTl9TVEFUVVNfUkVMRUFTRUQQAxIgChxSRVNFUlZBVElPTl9TVEFUVVNfQ09NTUlUVEVEEAQSHgoaUkVTRVJWQVRJT05fU1RBVFVTX0VYUElSRUQQBSqdAQoQQWRqdXN0bWVudFJlYXNvbhIhCh1BREpVU1RNRU5UX1JFQVNPTl9VTlNQRUNJRklFRBAAEh0KGUFESlVTVE1FTlRfUkVBU09OX1JFU1RPQ0sQARIfChtBREpVU1RNRU5UX1JFQVNPTl9XUklURV9PRkYQAhImCiJBREpVU1RNRU5UX1JFQVNPTl9DT1VOVF9DT1JSRUNUSU9OEAMy/wcKEEludmVudG9yeVNlcnZpY2USVAoKQ2hlY2tTdG9jaxIfLmludmVudG9yeS52MS5DaGVja1N0b2NrUmVxdWVzdBogLmludmVudG9yeS52MS5DaGVja1N0b2NrUmVzcG9uc2UiA5ACARJaCgxSZXNlcnZlU3RvY2sSIS5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVxdWVzdBoiLmludmVudG9yeS52MS5SZXNlcnZlU3RvY2tSZXNwb25zZSIDkAICEl0KDVJlc2VydmVPcmRlcnMSIi5pbnZlbnRvcnkudjEuUmVzZXJ2ZU9yZGVyc1JlcXVlc3QaIy5pbnZlbnRvcnkudjEuUmVzZXJ2ZU9yZGVyc1Jlc3BvbnNlIgOQAgISWgoMUmVsZWFzZVN0b2NrEiEuaW52ZW50b3J5LnYxLlJlbGVhc2VTdG9ja1JlcXVlc3QaIi5pbnZlbnRvcnkudjEuUmVsZWFzZVN0b2NrUmVzcG9uc2UiA5ACAhJXCgtDb21taXRTdG9jaxIgLmludmVudG9yeS52MS5Db21taXRTdG9ja1JlcXVlc3QaIS5pbnZlbnRvcnkudjEuQ29tbWl0U3RvY2tSZXNwb25zZSIDkAICEm8KE0NvbmZpcm1SZXNlcnZhdGlvbnMSKC5pbnZlbnRvcnkudjEuQ29uZmlybVJlc2VydmF0aW9uc1JlcXVlc3QaKS5pbnZlbnRvcnkudjEuQ29uZmlybVJlc2VydmF0aW9uc1Jlc3BvbnNlIgOQAgISVAoKR2V0UHJvZHVjdBIfLmludmVudG9yeS52MS5HZXRQcm9kdWN0UmVxdWVzdBogLmludmVudG9yeS52MS5HZXRQcm9kdWN0UmVzcG9uc2UiA5ACARJaCgxMaXN0UHJvZHVjdHMSIS5pbnZlbnRvcnkudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBoiLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIDkAIBElgKDUNyZWF0ZVByb2R1Y3QSIi5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlcXVlc3QaIy5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlc3BvbnNlElIKC0FkanVzdFN0b2NrEiAuaW52ZW50b3J5LnYxLkFkanVzdFN0b2NrUmVxdWVzdBohLmludmVudG9yeS52MS5BZGp1c3RTdG9ja1Jlc3BvbnNlElQKCkxpc3RFdmVudHMSHy5pbnZlbnRvcnkudjEuTGlzdEV2ZW50c1JlcXVlc3QaIC5pbnZlbnRvcnkudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp, file_google_rpc_status]);
 
 /**
  * A product in the catalogue with its current stock level.
@@ -109,6 +109,13 @@ export type StockLevel = Message<"inventory.v1.StockLevel"> & {
    * @generated from field: int32 available = 3;
    */
   available: number;
+
+  /**
+   * A StockLow event is published when available falls below this; 0: never.
+   *
+   * @generated from field: int32 low_stock_threshold = 4;
+   */
+  lowStockThreshold: number;
 };
 
 /**
@@ -737,6 +744,14 @@ export type CreateProductRequest = Message<"inventory.v1.CreateProductRequest"> 
    * @generated from field: int32 initial_stock = 6;
    */
   initialStock: number;
+
+  /**
+   * Publish StockLow when available stock falls below this; zero or more,
+   * 0 (the default) for never.
+   *
+   * @generated from field: int32 low_stock_threshold = 7;
+   */
+  lowStockThreshold: number;
 };
 
 /**
@@ -907,6 +922,129 @@ export type StockMovement = Message<"inventory.v1.StockMovement"> & {
  */
 export const StockMovementSchema: GenMessage<StockMovement> = /*@__PURE__*/
   messageDesc(file_inventory_v1_inventory, 29);
+
+/**
+ * @generated from message inventory.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"inventory.v1.ListEventsRequest"> & {
+  /**
+   * At most this many events; 1 to 500, default 100.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; empty to start at the oldest event.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only events of this type, such as "inventory.v1.stock.low"; empty for all.
+   *
+   * @generated from field: string type = 3;
+   */
+  type: string;
+};
+
+/**
+ * Describes the message inventory.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_inventory_v1_inventory, 30);
+
+/**
+ * @generated from message inventory.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"inventory.v1.ListEventsResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated inventory.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * Token for the next page. On the last page it is still set, so that
+   * asking again with it later returns the events recorded since.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message inventory.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
+  messageDesc(file_inventory_v1_inventory, 31);
+
+/**
+ * A recorded event with its CloudEvents 1.0 attributes.
+ *
+ * @generated from message inventory.v1.Event
+ */
+export type Event = Message<"inventory.v1.Event"> & {
+  /**
+   * ce-id: unique per event; the Nats-Msg-Id it is published with.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * ce-type, which is also its NATS subject, such as "inventory.v1.stock.reserved".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * ce-source: the service that recorded it.
+   *
+   * @generated from field: string source = 3;
+   */
+  source: string;
+
+  /**
+   * ce-subject: the order or product the event is about.
+   *
+   * @generated from field: string subject = 4;
+   */
+  subject: string;
+
+  /**
+   * ce-time: when the change was committed.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The event message (inventory.v1.StockReserved and so on).
+   *
+   * @generated from field: google.protobuf.Any data = 6;
+   */
+  data?: Any | undefined;
+
+  /**
+   * When the event was published to the broker; unset until it is.
+   *
+   * @generated from field: google.protobuf.Timestamp publish_time = 7;
+   */
+  publishTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message inventory.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export const EventSchema: GenMessage<Event> = /*@__PURE__*/
+  messageDesc(file_inventory_v1_inventory, 32);
 
 /**
  * The life of a reservation.
@@ -1136,6 +1274,18 @@ export const InventoryService: GenService<{
     methodKind: "unary";
     input: typeof AdjustStockRequestSchema;
     output: typeof AdjustStockResponseSchema;
+  },
+  /**
+   * ListEvents pages through the events inventory has recorded (see
+   * inventory/v1/events.proto), oldest first, whether or not a broker is
+   * set up to receive them. Events are kept for the retention period.
+   *
+   * @generated from rpc inventory.v1.InventoryService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inventory_v1_inventory, 0);
