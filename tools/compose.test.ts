@@ -63,4 +63,14 @@ describe("compose.yaml", () => {
     expect(inventory.environment.RUN_SEEDER).toBe("true");
     for (const name of Object.keys(compose.services)) expect(compose.services[name].healthcheck, name).toBeDefined();
   });
+
+  test("publishes both services' events to a JetStream-enabled NATS that is up before them", () => {
+    const nats = compose.services.nats;
+    expect(nats.command).toContain("-js");
+    for (const name of ["inventory-service", "order-service"]) {
+      const service = compose.services[name];
+      expect(service.environment.NATS_URL, name).toBe("nats://nats:4222");
+      expect(service.depends_on.nats.condition, name).toBe("service_healthy");
+    }
+  });
 });
