@@ -113,7 +113,25 @@ ${Object.entries(tokens).map(([name, token]) => `    export ${name}=${token}`).j
     npx buf curl --protocol grpc --http2-prior-knowledge \\
       -H "authorization: Bearer $INVENTORY_ADMIN" \\
       http://localhost:${inventoryPort}/inventory.v1.InventoryService/ListProducts -d '{}'
-`);
+
+${eventsBanner()}`);
+
+/** How to watch the events: from the broker when there is one, from the outboxes always. */
+function eventsBanner(): string {
+  const recorded = `curl -s http://localhost:${orderPort}/api/v1/events -H "authorization: Bearer $STAFF"`;
+  if (process.env.NATS_URL) {
+    return `  Events are published to NATS at ${process.env.NATS_URL}. Watch them flow, in another terminal:
+    make events
+  They are also kept in each service's outbox:
+    ${recorded}
+`;
+  }
+  return `  Events are recorded in each service's outbox (no broker is set):
+    ${recorded}
+  To publish them to NATS JetStream and watch them with \`make events\`:
+    NATS_URL=nats://127.0.0.1:4222 make dev
+`;
+}
 
 /** Tokens for trying the system: two customers, a staff member, an inventory admin. */
 async function mintDevTokens(dev: DevIssuer): Promise<Record<string, string>> {
