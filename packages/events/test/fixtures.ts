@@ -198,13 +198,13 @@ export async function readStream(nc: NatsConnection, jsm: JetStreamManager, stre
 }
 
 /** Waits until `check` holds (returns truthy), polling; fails with `what` after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T> | T, what: string, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(check: () => Promise<T> | T, what: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const v = await check();
-      if (v) return v;
+      if (v) return v as NonNullable<T>;
     } catch (e) {
       last = e;
     }
