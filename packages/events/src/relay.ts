@@ -162,7 +162,9 @@ export function startRelay(options: RelayOptions): Relay {
   let jsm: JetStreamManager | undefined;
   let connected = false;
   let streamsReady = false;
-  const natsDone = publishing ? runNats() : Promise.resolve();
+  const natsDone = publishing
+    ? runNats().catch((e: Error) => log("error", { error: e.message }, "the NATS connection of the relay failed"))
+    : Promise.resolve();
 
   async function runNats() {
     const url = config.natsUrl!;
@@ -242,7 +244,9 @@ export function startRelay(options: RelayOptions): Relay {
 
   // The work loop.
   const poison = new Set<string>();
-  const loopDone = publishing ? runLoop() : Promise.resolve();
+  const loopDone = publishing
+    ? runLoop().catch((e: Error) => log("error", { error: e.message }, "the relay stopped on an unexpected error"))
+    : Promise.resolve();
 
   async function runLoop() {
     let failures = 0;
