@@ -13,14 +13,18 @@ import { freePort } from "./postgres.ts";
  * it without disturbing anyone else.
  */
 
-/** Where the nats-server binary is: NATS_SERVER_BIN, else on PATH, else /usr/sbin; undefined when there is none. */
+/**
+ * Where the nats-server binary is: NATS_SERVER_BIN when set (and only there),
+ * else on PATH, else /usr/sbin; undefined when there is none.
+ */
 export function natsServerBinary(): string | undefined {
-  const candidates = [
-    process.env.NATS_SERVER_BIN,
-    ...(process.env.PATH ?? "").split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, "nats-server")),
-    "/usr/sbin/nats-server",
-    "/usr/local/sbin/nats-server",
-  ];
+  const candidates = process.env.NATS_SERVER_BIN
+    ? [process.env.NATS_SERVER_BIN]
+    : [
+        ...(process.env.PATH ?? "").split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, "nats-server")),
+        "/usr/sbin/nats-server",
+        "/usr/local/sbin/nats-server",
+      ];
   for (const candidate of candidates) {
     if (!candidate) continue;
     try {
@@ -39,11 +43,13 @@ export function natsServerAvailable(): boolean {
 
 /** Why the broker tests do not run on a machine without nats-server, for the name of a skipped suite. */
 export const NATS_MISSING =
-  "skipped: no nats-server binary on PATH or in /usr/sbin (install Debian's nats-server, or set NATS_SERVER_BIN)";
+  "skipped: no nats-server binary (looked at NATS_SERVER_BIN, else PATH and /usr/sbin; install Debian's nats-server)";
 
-/** `name`, with the reason it is skipped when there is no nats-server. */
+/** `name`, with the reason it is skipped when there is no nats-server (also said on stderr, which reporters show). */
 export function natsSuiteName(name: string): string {
-  return natsServerAvailable() ? name : `${name} (${NATS_MISSING})`;
+  if (natsServerAvailable()) return name;
+  console.warn(`"${name}": ${NATS_MISSING}`);
+  return `${name} (${NATS_MISSING})`;
 }
 
 /** A NATS server of a test's own, which the test may take away and bring back. */

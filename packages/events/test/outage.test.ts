@@ -106,4 +106,30 @@ describe.skipIf(!natsServerAvailable())(natsSuiteName("relay through a NATS outa
       await pool.end();
     }
   }, 120_000);
+
+  test("a broker that is down when the relay starts is waited for, not fatal", async () => {
+    await nats.stop();
+    const { url, pool } = await outboxDatabase("relay_late_broker");
+    const relay = startRelay({
+      pool,
+      listen: url,
+      source: "/inventory-service",
+      config: testConfig({ natsUrl: nats.url, pollIntervalMs: 100 }),
+      logger: captureLogger(),
+    });
+    try {
+      const subjects = orderSubjects(5);
+      await recordEvents(pool, subjects.map((subject) => ({ type: "inventory.v1.stock.reserved" as const, subject })));
+      await sleep(1500);
+      expect(await relay.status()).toMatchObject({ publishing: true, connected: false, unpublished: 5 });
+      await nats.start();
+      await relay.drained(15_000);
+      const rows = await outboxRows(pool);
+      expect(checkExactlyOnceInOrder(rows, await readStream(nc, jsm, "INVENTORY"))).toEqual({ missing: [], duplicated: [], outOfOrder: [] });
+    } finally {
+      await nats.start();
+      await relay.close();
+      await pool.end();
+    }
+  });
 });
