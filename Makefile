@@ -3,7 +3,7 @@
 # not installed; the workspace pins its own Node.js 24.
 PNPM ?= $(shell command -v pnpm >/dev/null 2>&1 && echo pnpm || echo npx --yes pnpm@12)
 
-.PHONY: install dev test build generate lint typecheck seed-inventory check-consistency token bench clean
+.PHONY: install dev test build generate lint typecheck seed-inventory check-consistency token events bench clean
 
 node_modules/.modules.yaml: package.json pnpm-lock.yaml pnpm-workspace.yaml gen/package.json tools/package.json packages/*/package.json services/*/package.json
 	CI=true $(PNPM) install --frozen-lockfile </dev/null
@@ -48,6 +48,13 @@ check-consistency: install
 SUB ?= alice
 token: install
 	@$(PNPM) exec node tools/token.ts --sub "$(SUB)" --scopes "$(SCOPES)" $(if $(AUD),--aud "$(AUD)") $(if $(TTL),--ttl "$(TTL)")
+
+## Watch the events flow through NATS JetStream, one line each (NATS_URL, default nats://127.0.0.1:4222):
+##   make events                          new events of both streams
+##   make events ALL=1                    everything the streams hold, then new ones
+##   make events TYPE=orders.v1.order     only the types starting so
+events: install
+	@$(PNPM) exec node tools/events.ts $(if $(ALL),--all) $(if $(TYPE),--type "$(TYPE)")
 
 clean:
 	rm -rf .data node_modules */node_modules */*/node_modules
