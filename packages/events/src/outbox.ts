@@ -85,7 +85,7 @@ export async function listEvents(
   const { rows } = await db.query<Row>(
     `select txid::text, position::text, id, type, subject, data, time, published_at
        from outbox where ${where.join(" and ")}
-      order by txid, position limit $1`,
+      order by outbox.txid, outbox.position limit $1`,
     values,
   );
   const last = rows.at(-1);
