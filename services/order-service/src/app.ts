@@ -108,7 +108,7 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
   await app.register(metricsPlugin);
   await app.register(orderStepsPlugin, config.batching);
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes, { events: config.events });
   await app.register(orderRoutes, { prefix: API_PREFIX });
   await app.register(productRoutes, { prefix: API_PREFIX });
   await app.register(eventRoutes, { prefix: API_PREFIX });

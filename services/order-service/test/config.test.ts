@@ -142,3 +142,12 @@ test("reads the events settings: publishing off without NATS_URL, and every bad 
   expect(attempt).toThrow('EVENTS_BATCH_MAX must be an integer from 1 to 10000, got "0"');
   expect(attempt).toThrow("SERVER_PORT must be an integer");
 });
+
+test("the start-up line about events names the servers without their credentials", async () => {
+  const { describeEvents } = await import("../src/orders/events.ts");
+  const on = describeEvents(loadConfig({ NATS_URL: "nats://relay:s3cret@nats-a:4222, nats://nats-b:4222", EVENTS_FORMAT: "json" }).events);
+  expect(on.message).toBe("events: publishing on, to NATS JetStream at nats://nats-a:4222, nats://nats-b:4222 (json)");
+  expect(JSON.stringify(on)).not.toContain("s3cret");
+  expect(on.fields.events).toMatchObject({ publishing: true, servers: ["nats://nats-a:4222", "nats://nats-b:4222"], format: "json" });
+  expect(describeEvents(loadConfig({}).events).fields).toEqual({ events: { publishing: false, retentionHours: 72 } });
+});

@@ -458,3 +458,41 @@ describe("GET /api/v1/events", () => {
     }
   });
 });
+
+describe("readiness", () => {
+  test("shows that publishing is off and how many events wait, and how long the oldest has", async () => {
+    const res = await call(`${system.root}/readyz`);
+    const { rows } = await db.query("select count(*)::int as n, extract(epoch from now() - min(time))::float8 as age from outbox where published_at is null");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      status: "ready",
+      events: { publishing: false, unpublished: expect.any(Number), oldest_unpublished_age_seconds: expect.any(Number) },
+    });
+    expect(res.body.events.unpublished).toBeLessThanOrEqual(rows[0].n);
+    expect(res.body.events.unpublished).toBeGreaterThan(rows[0].n - 20);
+    expect(res.body.events.oldest_unpublished_age_seconds).toBeGreaterThan(0);
+    expect(res.body.events.oldest_unpublished_age_seconds).toBeLessThanOrEqual(rows[0].age + 1);
+  });
+
+  test("never fails because of the events: an outbox that cannot be read leaves the lag out", async () => {
+    await db.query("alter table outbox rename to outbox_away");
+    try {
+      const res = await call(`${system.root}/readyz`);
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ status: "ready", events: { publishing: false } });
+    } finally {
+      await db.query("alter table outbox_away rename to outbox");
+    }
+  });
+
+  test("shows publishing on when NATS_URL is set", async () => {
+    const publishing = await startSystem("events_nats", { env: { RECONCILE_INTERVAL_MS: "0", NATS_URL: "nats://127.0.0.1:4222" } });
+    try {
+      const res = await call(`${publishing.root}/readyz`);
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ status: "ready", events: { publishing: true, unpublished: 0, oldest_unpublished_age_seconds: null } });
+    } finally {
+      await publishing.close();
+    }
+  });
+});

@@ -166,7 +166,7 @@ describe("the OpenAPI document", () => {
       "00000000-0000-4000-8000-000000000001",
     );
     expect(place.responses["201"].headers.location).toBeDefined();
-    for (const name of ["Order", "OrderPage", "Product", "ProductPage", "OrderEvent", "EventPage"]) {
+    for (const name of ["Order", "OrderPage", "Product", "ProductPage", "OrderEvent", "EventPage", "Readiness"]) {
       expect(doc.components.schemas[name].examples, name).toHaveLength(1);
     }
     expect(doc.paths["/api/v1/products/{id}"].get.parameters[0]).toMatchObject({
@@ -177,7 +177,7 @@ describe("the OpenAPI document", () => {
   });
 });
 
-test("describes the events: the CloudEvent with its proto3 JSON payload and the type filter", () => {
+test("describes the events: the CloudEvent with its proto3 JSON payload, the type filter, and readiness with the outbox lag", () => {
   const list = doc.paths["/api/v1/events"].get;
   const params = Object.fromEntries((list.parameters as any[]).map((p) => [p.name, p]));
   expect(params.type.schema.enum).toEqual([
@@ -196,6 +196,13 @@ test("describes the events: the CloudEvent with its proto3 JSON payload and the 
   expect(event.properties.data.properties.order.properties.status.enum).toContain("ORDER_STATUS_CONFIRMED");
   expect(event.properties.data.properties.order.properties.totalMinor.pattern).toBe("^-?[0-9]+$");
   expect(doc.components.schemas.EventPage.required).toEqual(["data", "next_cursor"]);
+  const readiness = doc.paths["/readyz"].get.responses["200"].content["application/json"].schema;
+  expect(readiness).toEqual({ $ref: "#/components/schemas/Readiness" });
+  expect(Object.keys(doc.components.schemas.Readiness.properties.events.properties)).toEqual([
+    "publishing",
+    "unpublished",
+    "oldest_unpublished_age_seconds",
+  ]);
 });
 
 describe("Swagger UI", () => {

@@ -1,5 +1,6 @@
 import { EVENT_TYPES, type EventType } from "@ecommerce/events/catalogue.ts";
-import { InvalidCursorError, listEvents, type Queryable, type RecordedEvent } from "@ecommerce/events/outbox.ts";
+import type { EventsConfig } from "@ecommerce/events/config.ts";
+import { InvalidCursorError, listEvents, outboxStatus, type Queryable, type RecordedEvent } from "@ecommerce/events/outbox.ts";
 import { CompiledQuery, type Kysely } from "kysely";
 import type { Database } from "../db/database.ts";
 import { invalidCursor } from "../errors.ts";
@@ -94,5 +95,55 @@ function toCloudEvent(event: RecordedEvent): CloudEvent {
     time: event.time.toISOString(),
     datacontenttype: "application/json",
     data: event.data as unknown as OrderEventData,
+  };
+}
+
+/** What readiness says of the events: whether they are published, and how far behind publishing is. */
+export interface EventsReadiness {
+  publishing: boolean;
+  /** Events not yet published (counted up to 10,000); absent when the outbox could not be read. */
+  unpublished?: number;
+  /** Age of the oldest of them, null when there is none; absent when the outbox could not be read. */
+  oldest_unpublished_age_seconds?: number | null;
+}
+
+/** The events part of readiness; never fails: an outbox that cannot be read leaves the lag out. */
+export async function eventsReadiness(db: Kysely<Database>, config: EventsConfig): Promise<EventsReadiness> {
+  const publishing = config.natsUrl !== undefined;
+  try {
+    const status = await outboxStatus(queryable(db));
+    return { publishing, unpublished: status.unpublished, oldest_unpublished_age_seconds: status.oldestUnpublishedAgeSeconds };
+  } catch {
+    return { publishing };
+  }
+}
+
+/**
+ * The events settings as the start-up log shows them: whether events are
+ * published and where to (the servers without credentials), or where to
+ * read them otherwise.
+ */
+export function describeEvents(config: EventsConfig): { fields: Record<string, unknown>; message: string } {
+  if (config.natsUrl === undefined) {
+    return {
+      fields: { events: { publishing: false, retentionHours: config.retentionHours } },
+      message: "events: publishing off (NATS_URL is not set); order events are recorded in the outbox and listed at GET /api/v1/events",
+    };
+  }
+  const servers = config.natsUrl.split(",").map((server) => server.trim().replace(/\/\/[^@/]*@/, "//"));
+  return {
+    fields: {
+      events: {
+        publishing: true,
+        servers,
+        format: config.format,
+        batchMax: config.batchMax,
+        pollIntervalMs: config.pollIntervalMs,
+        publishTimeoutMs: config.publishTimeoutMs,
+        retentionHours: config.retentionHours,
+        lagWarnSeconds: config.lagWarnSeconds,
+      },
+    },
+    message: `events: publishing on, to NATS JetStream at ${servers.join(", ")} (${config.format})`,
   };
 }

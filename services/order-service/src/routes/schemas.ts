@@ -411,6 +411,31 @@ export const EventPage = component(
   ),
 );
 
+export const Readiness = component(
+  "Readiness",
+  Type.Object(
+    {
+      status: Type.Literal("ready"),
+      events: Type.Object(
+        {
+          publishing: Type.Boolean({ description: "Whether events are published to NATS (NATS_URL is set); either way they are recorded" }),
+          unpublished: Type.Optional(
+            Type.Integer({ minimum: 0, description: "Events recorded and not yet published, counted up to 10,000; absent when the outbox could not be read" }),
+          ),
+          oldest_unpublished_age_seconds: Type.Optional(
+            Nullable(Type.Number({ minimum: 0, description: "Age of the oldest unpublished event; null when there is none" })),
+          ),
+        },
+        { description: "The outbox of order events: never a reason to be unready, shown so that a lagging publisher is seen" },
+      ),
+    },
+    {
+      description: "Readiness: the orders database and inventory answer",
+      examples: [{ status: "ready", events: { publishing: false, unpublished: 42, oldest_unpublished_age_seconds: 3.5 } }],
+    },
+  ),
+);
+
 export const Health = component(
   "Health",
   Type.Object({ status: Type.String({ examples: ["ok"] }) }, { description: "Probe result" }),
