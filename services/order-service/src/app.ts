@@ -14,6 +14,7 @@ import { orderStepsPlugin } from "./plugins/order-steps.ts";
 import { clientErrorHandler, problemsPlugin, sendError } from "./plugins/problems.ts";
 import { protectionPlugin } from "./plugins/protection.ts";
 import { requestContextPlugin } from "./request-context.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { orderRoutes } from "./routes/orders.ts";
 import { productRoutes } from "./routes/products.ts";
@@ -107,9 +108,10 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
   await app.register(metricsPlugin);
   await app.register(orderStepsPlugin, config.batching);
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes, { events: config.events });
   await app.register(orderRoutes, { prefix: API_PREFIX });
   await app.register(productRoutes, { prefix: API_PREFIX });
+  await app.register(eventRoutes, { prefix: API_PREFIX });
   return app;
 }
 

@@ -6,6 +6,7 @@
 import { INVENTORY_API, ORDERS_API } from "@ecommerce/auth/audiences.ts";
 import { DEV_ISSUER_URL } from "@ecommerce/auth/dev-issuer.ts";
 import { INVENTORY_READ, INVENTORY_RESERVE } from "@ecommerce/auth/scopes.ts";
+import { readEventsConfig, type EventsConfig } from "@ecommerce/events/config.ts";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -47,6 +48,8 @@ export interface Config {
   readonly auth: AuthConfig;
   /** How the order service gets its own token for inventory. */
   readonly inventoryToken: InventoryTokenConfig;
+  /** Publishing the recorded order events (see README, "Events"); NATS_URL unset: recorded and listable, not published. */
+  readonly events: EventsConfig;
 }
 
 /** The issuer whose tokens the API accepts. There is no setting that turns authentication off. */
@@ -306,6 +309,7 @@ export function loadConfig(env: Env = process.env): Config {
       reserveInFlight: integer("ORDER_RESERVE_IN_FLIGHT", 1, 1, 64),
       maxQueued: integer("ORDER_QUEUE_MAX", 2000, 0, 1_000_000),
     }),
+    events: readEventsConfig(env, integer, problems),
   };
 
   // Without the reconciler, confirmed orders' reservations are never made

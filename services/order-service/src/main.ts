@@ -3,6 +3,7 @@ import { loadConfig } from "./config.ts";
 import { connectDatabase } from "./db/connect.ts";
 import { resolveDatabase } from "./db/database-url.ts";
 import { migrateToLatest } from "./db/migrate.ts";
+import { describeEvents } from "./orders/events.ts";
 import { startAppReconciler } from "./orders/reconciler.ts";
 
 /** After the grace period, the time the connections' close may still take before the process ends regardless. */
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
 
   const app = await buildApp({ config, databaseUrl: database.url });
   await app.listen({ port: config.port, host: config.host });
+  const events = describeEvents(config.events);
+  app.log.info(events.fields, events.message);
   const reconciler = startAppReconciler(app, config);
 
   let closing = false;

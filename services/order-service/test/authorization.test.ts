@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { INVENTORY_API, ORDERS_API } from "@ecommerce/auth/audiences.ts";
 import { mintToken, rotateSigningKey } from "@ecommerce/auth/dev-issuer.ts";
-import { INVENTORY_READ, INVENTORY_RESERVE } from "@ecommerce/auth/scopes.ts";
+import { INVENTORY_READ, INVENTORY_RESERVE, ORDERS_CANCEL_ANY, ORDERS_FULFIL, ORDERS_READ_ALL } from "@ecommerce/auth/scopes.ts";
 import { createTestIssuer } from "@ecommerce/tools/test-tokens.ts";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { bearer, call, createProduct, issuer, STAFF_SCOPES, startSystem, type TestSystem } from "./system.ts";
@@ -50,6 +50,7 @@ const ENDPOINTS: Record<string, (caller: Caller) => Promise<{ status: number; bo
   "POST /orders/:id/fulfill (alice's)": async (caller) => as(caller, `${system.api}/orders/${await aliceOrder()}/fulfill`, { method: "POST" }),
   "GET /products": (caller) => as(caller, `${system.api}/products`),
   "GET /products/:id": (caller) => as(caller, `${system.api}/products/${product}`),
+  "GET /events": (caller) => as(caller, `${system.api}/events`),
 };
 
 /** Who may do what: the status each caller gets from each endpoint. */
@@ -61,6 +62,7 @@ const TABLE: Record<string, Record<Caller, number>> = {
   "POST /orders/:id/fulfill (alice's)": { anonymous: 401, alice: 403, bob: 403, staff: 200, inventory: 401 },
   "GET /products": { anonymous: 401, alice: 200, bob: 200, staff: 200, inventory: 401 },
   "GET /products/:id": { anonymous: 401, alice: 200, bob: 200, staff: 200, inventory: 401 },
+  "GET /events": { anonymous: 401, alice: 403, bob: 403, staff: 200, inventory: 401 },
 };
 
 const CODES: Record<number, string> = { 401: "unauthorized", 403: "forbidden", 404: "order_not_found" };
@@ -109,6 +111,16 @@ describe("who may do what", () => {
   test("a missing scope is 403 with an insufficient_scope challenge naming it", async () => {
     const res = await as("alice", `${system.api}/orders/${await aliceOrder()}/fulfill`, { method: "POST" });
     expect(res.headers.get("www-authenticate")).toMatch(/^Bearer realm="orders-api", error="insufficient_scope", .*scope="orders:fulfil"/);
+    const events = await as("bob", `${system.api}/events`);
+    expect(events.headers.get("www-authenticate")).toMatch(/^Bearer realm="orders-api", error="insufficient_scope", .*scope="orders:read_all"/);
+  });
+
+  test("the events need orders:read_all alone: the other staff scopes are not enough", async () => {
+    const fulfiller = await call(`${system.api}/events`, { headers: { authorization: await bearer("picker", [ORDERS_FULFIL, ORDERS_CANCEL_ANY]) } });
+    expect(fulfiller.status).toBe(403);
+    const reader = await call(`${system.api}/events`, { headers: { authorization: await bearer("auditor", [ORDERS_READ_ALL]) } });
+    expect(reader.status).toBe(200);
+    expect(reader.body.data.some((e: { data: { order: { userId: string } } }) => e.data.order.userId === "alice")).toBe(true);
   });
 
   test("probes, the OpenAPI document and the docs need no token", async () => {

@@ -124,3 +124,30 @@ test("names every malformed limit, and refuses a head deadline past the request'
   expect(attempt).toThrow('SHUTDOWN_GRACE_MS must be an integer from 0 to 600000, got "-1"');
   expect(attempt).toThrow("HEADERS_TIMEOUT_MS (5000) must not be greater than REQUEST_TIMEOUT_MS (1000)");
 });
+
+test("reads the events settings: publishing off without NATS_URL, and every bad one named with the rest", () => {
+  expect(loadConfig({}).events).toEqual({
+    natsUrl: undefined,
+    format: "protobuf",
+    retentionHours: 72,
+    batchMax: 500,
+    pollIntervalMs: 1000,
+    publishTimeoutMs: 5000,
+    lagWarnSeconds: 60,
+  });
+  expect(loadConfig({ NATS_URL: "nats://nats:4222", EVENTS_FORMAT: "json" }).events).toMatchObject({ natsUrl: "nats://nats:4222", format: "json" });
+  const attempt = () => loadConfig({ NATS_URL: "http://nats:4222", EVENTS_FORMAT: "xml", EVENTS_BATCH_MAX: "0", SERVER_PORT: "x" });
+  expect(attempt).toThrow('NATS_URL must be a URL such as nats://127.0.0.1:4222');
+  expect(attempt).toThrow('EVENTS_FORMAT must be one of protobuf, json, got "xml"');
+  expect(attempt).toThrow('EVENTS_BATCH_MAX must be an integer from 1 to 10000, got "0"');
+  expect(attempt).toThrow("SERVER_PORT must be an integer");
+});
+
+test("the start-up line about events names the servers without their credentials", async () => {
+  const { describeEvents } = await import("../src/orders/events.ts");
+  const on = describeEvents(loadConfig({ NATS_URL: "nats://relay:s3cret@nats-a:4222, nats://nats-b:4222", EVENTS_FORMAT: "json" }).events);
+  expect(on.message).toBe("events: publishing on, to NATS JetStream at nats://nats-a:4222, nats://nats-b:4222 (json)");
+  expect(JSON.stringify(on)).not.toContain("s3cret");
+  expect(on.fields.events).toMatchObject({ publishing: true, servers: ["nats://nats-a:4222", "nats://nats-b:4222"], format: "json" });
+  expect(describeEvents(loadConfig({}).events).fields).toEqual({ events: { publishing: false, retentionHours: 72 } });
+});

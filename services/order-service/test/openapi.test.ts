@@ -45,7 +45,7 @@ describe("the OpenAPI document", () => {
     expect(doc.openapi).toBe("3.1.0");
     expect(await new Validator().validate(doc)).toEqual({ valid: true });
     expect(doc.info).toMatchObject({ title: expect.any(String), version: expect.any(String), description: expect.any(String) });
-    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["orders", "products", "health"]);
+    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["orders", "products", "events", "health"]);
   });
 
   test("describes exactly the routes the server serves (besides the docs themselves)", () => {
@@ -60,6 +60,7 @@ describe("the OpenAPI document", () => {
 
     expect(documented).toEqual(served);
     expect(documented).toEqual([
+      "GET /api/v1/events",
       "GET /api/v1/orders",
       "GET /api/v1/orders/{id}",
       "GET /api/v1/products",
@@ -81,7 +82,7 @@ describe("the OpenAPI document", () => {
       expect(op.summary, `${method} ${path}`).toEqual(expect.any(String));
     }
     expect(ids).toEqual(
-      expect.arrayContaining(["placeOrder", "listOrders", "getOrder", "cancelOrder", "fulfillOrder", "listProducts", "getProduct"]),
+      expect.arrayContaining(["placeOrder", "listOrders", "getOrder", "cancelOrder", "fulfillOrder", "listProducts", "getProduct", "listEvents"]),
     );
   });
 
@@ -145,7 +146,7 @@ describe("the OpenAPI document", () => {
         expect(op.security, `${method} ${path}`).toBeUndefined();
         continue;
       }
-      const scopes = path.endsWith("/fulfill") ? ["orders:fulfil"] : [];
+      const scopes = path.endsWith("/fulfill") ? ["orders:fulfil"] : path === "/api/v1/events" ? ["orders:read_all"] : [];
       expect(op.security, `${method} ${path}`).toEqual([{ bearerAuth: scopes }, { oauth2: scopes }]);
       expect(Object.keys(op.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["401", "403"]));
       expect(Object.keys(op.responses["401"].content["application/problem+json"].examples)).toContain("unauthorized");
@@ -165,7 +166,7 @@ describe("the OpenAPI document", () => {
       "00000000-0000-4000-8000-000000000001",
     );
     expect(place.responses["201"].headers.location).toBeDefined();
-    for (const name of ["Order", "OrderPage", "Product", "ProductPage"]) {
+    for (const name of ["Order", "OrderPage", "Product", "ProductPage", "OrderEvent", "EventPage", "Readiness"]) {
       expect(doc.components.schemas[name].examples, name).toHaveLength(1);
     }
     expect(doc.paths["/api/v1/products/{id}"].get.parameters[0]).toMatchObject({
@@ -174,6 +175,34 @@ describe("the OpenAPI document", () => {
       example: "00000000-0000-4000-8000-000000000001",
     });
   });
+});
+
+test("describes the events: the CloudEvent with its proto3 JSON payload, the type filter, and readiness with the outbox lag", () => {
+  const list = doc.paths["/api/v1/events"].get;
+  const params = Object.fromEntries((list.parameters as any[]).map((p) => [p.name, p]));
+  expect(params.type.schema.enum).toEqual([
+    "orders.v1.order.placed",
+    "orders.v1.order.confirmed",
+    "orders.v1.order.rejected",
+    "orders.v1.order.cancelled",
+    "orders.v1.order.fulfilled",
+  ]);
+  expect(params.limit.schema).toMatchObject({ minimum: 1, maximum: 500, default: 100 });
+  expect(params.cursor.schema.maxLength).toBe(512);
+  expect(list.responses["200"].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/EventPage" });
+  expect(Object.keys(list.responses["400"].content["application/problem+json"].examples)).toEqual(["validation_failed", "invalid_cursor"]);
+  const event = doc.components.schemas.OrderEvent;
+  expect(event.required).toEqual(["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"]);
+  expect(event.properties.data.properties.order.properties.status.enum).toContain("ORDER_STATUS_CONFIRMED");
+  expect(event.properties.data.properties.order.properties.totalMinor.pattern).toBe("^-?[0-9]+$");
+  expect(doc.components.schemas.EventPage.required).toEqual(["data", "next_cursor"]);
+  const readiness = doc.paths["/readyz"].get.responses["200"].content["application/json"].schema;
+  expect(readiness).toEqual({ $ref: "#/components/schemas/Readiness" });
+  expect(Object.keys(doc.components.schemas.Readiness.properties.events.properties)).toEqual([
+    "publishing",
+    "unpublished",
+    "oldest_unpublished_age_seconds",
+  ]);
 });
 
 describe("Swagger UI", () => {

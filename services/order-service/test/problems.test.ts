@@ -116,6 +116,8 @@ const cases: { code: ErrorCode; name: string; request: () => Request }[] = [
   { code: "malformed_json", name: "a body that is not JSON", request: () => ({ method: "POST", path: "/api/v1/orders", body: '{"user_id": ' }) },
   { code: "invalid_cursor", name: "a cursor the API did not make", request: () => ({ path: "/api/v1/orders?cursor=bm9wZQ" }) },
   { code: "invalid_cursor", name: "a products cursor the API did not make", request: () => ({ path: "/api/v1/products?cursor=bm9wZQ" }) },
+  { code: "invalid_cursor", name: "an events cursor the API did not make", request: () => ({ path: "/api/v1/events?cursor=bm9wZQ" }) },
+  { code: "forbidden", name: "a customer reading the events", request: () => ({ path: "/api/v1/events", headers: { authorization: CUSTOMER } }) },
   { code: "bad_request", name: "a URL that cannot be decoded", request: () => ({ path: "/api/v1/orders/%E0%A4%A", unrouted: true }) },
   { code: "route_not_found", name: "an unknown path", request: () => ({ path: "/api/v2/orders" }) },
   { code: "method_not_allowed", name: "a method the path does not take", request: () => ({ method: "DELETE", path: `/api/v1/orders/${unknownId}` }) },

@@ -4,7 +4,7 @@ import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { IDEMPOTENT_ENDPOINTS, idempotentRequest } from "../src/orders/idempotency.ts";
 import { claimPendingOrders, storePendingOrders } from "../src/orders/repository.ts";
-import { call, createProduct, eventually, startSystem, stockOf, type TestSystem } from "./system.ts";
+import { call, createProduct, eventsOf, eventually, startSystem, stockOf, type TestSystem } from "./system.ts";
 
 let system: TestSystem;
 
@@ -55,6 +55,19 @@ test("confirms an order its request left pending, and answers the request's key 
   expect(retried.headers.get("idempotent-replayed")).toBe("true");
   expect(retried.body).toEqual(confirmed);
   expect(await stockOf(system, product)).toMatchObject({ reserved: 2 });
+  // The reconciler's settling statement records the confirmation like the request's would have.
+  const events = await eventually(async () => {
+    const listed = await eventsOf(system, order.id);
+    expect(listed).toHaveLength(2);
+    return listed;
+  });
+  expect(events.map((e) => e.type)).toEqual(["orders.v1.order.placed", "orders.v1.order.confirmed"]);
+  expect(events[1]!.data.order).toMatchObject({
+    status: "ORDER_STATUS_CONFIRMED",
+    lines: [{ productId: product, quantity: 2, unitPriceMinor: "2500", currency: "USD" }],
+    totalMinor: "5000",
+    currency: "USD",
+  });
 });
 
 test("rejects an order pending for longer than PENDING_GIVE_UP_MS, releases its stock and answers its key with the rejection", async () => {
@@ -78,6 +91,13 @@ test("rejects an order pending for longer than PENDING_GIVE_UP_MS, releases its 
   expect(retried.status).toBe(422);
   expect(retried.headers.get("idempotent-replayed")).toBe("true");
   expect(retried.body).toMatchObject({ code: "order_rejected", order_id: order.id });
+  const events = await eventually(async () => {
+    const listed = await eventsOf(system, order.id);
+    expect(listed).toHaveLength(2);
+    return listed;
+  });
+  expect(events.map((e) => e.type)).toEqual(["orders.v1.order.placed", "orders.v1.order.rejected"]);
+  expect(events[1]!.data.order).toMatchObject({ status: "ORDER_STATUS_REJECTED", rejectionReason: "inventory did not answer in time" });
 });
 
 test("replicas claiming pending orders at once share them: each order is claimed exactly once", async () => {

@@ -43,6 +43,8 @@ beforeAll(async () => {
       LOG_LEVEL: "info",
       LOG_REQUESTS: "true",
       RECONCILE_INTERVAL_MS: "0",
+      // No broker: the start-up line says so.
+      NATS_URL: "",
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -101,4 +103,14 @@ test("a generated request id is the one logged and passed to inventory", async (
   expect(linesOf(inventoryLines, requestId)).toEqual([
     expect.objectContaining({ procedure: "/inventory.v1.InventoryService/GetProduct" }),
   ]);
+});
+
+test("says at start whether order events are published, and where to read them", () => {
+  const line = orderLines.find((l) => typeof l.msg === "string" && l.msg.startsWith("events:"));
+  expect(line).toMatchObject({
+    level: 30,
+    events: { publishing: false, retentionHours: 72 },
+    msg: expect.stringContaining("publishing off (NATS_URL is not set)"),
+  });
+  expect(line!.msg).toContain("GET /api/v1/events");
 });

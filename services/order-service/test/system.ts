@@ -238,3 +238,43 @@ export async function call(
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
+
+/** A recorded order event as GET /api/v1/events answers it (a CloudEvent). */
+export interface ListedEvent {
+  specversion: string;
+  id: string;
+  source: string;
+  type: string;
+  subject: string;
+  time: string;
+  datacontenttype: string;
+  data: { order: Record<string, any>; previousStatus?: string };
+}
+
+/**
+ * Every order event GET /api/v1/events lists now, oldest first, walking
+ * the pages from `cursor` (the first event otherwise) until an empty page;
+ * resolves with the events and the last `next_cursor`.
+ */
+export async function listEvents(
+  system: TestSystem,
+  options: { cursor?: string; type?: string; limit?: number } = {},
+): Promise<{ events: ListedEvent[]; next: string }> {
+  const events: ListedEvent[] = [];
+  let cursor = options.cursor;
+  for (;;) {
+    const query = new URLSearchParams({ limit: String(options.limit ?? 500) });
+    if (cursor !== undefined) query.set("cursor", cursor);
+    if (options.type !== undefined) query.set("type", options.type);
+    const res = await call(`${system.api}/events?${query}`);
+    if (res.status !== 200) throw new Error(`GET /events answered ${res.status}: ${JSON.stringify(res.body)}`);
+    events.push(...res.body.data);
+    cursor = res.body.next_cursor as string;
+    if (res.body.data.length === 0) return { events, next: cursor };
+  }
+}
+
+/** The events of one order, in the order GET /api/v1/events lists them. */
+export async function eventsOf(system: TestSystem, orderId: string): Promise<ListedEvent[]> {
+  return (await listEvents(system)).events.filter((e) => e.subject === orderId);
+}

@@ -4,6 +4,7 @@ import * as createOrders from "./migrations/0001_create_orders.ts";
 import * as idempotencyAndLeases from "./migrations/0002_idempotency_and_leases.ts";
 import * as ordersListingIndexes from "./migrations/0003_orders_listing_indexes.ts";
 import * as idempotencyKeysPerSubject from "./migrations/0004_idempotency_keys_per_subject.ts";
+import * as orderEventsOutbox from "./migrations/0005_order_events_outbox.ts";
 
 /** Every migration, in order; imported statically so nothing depends on the file system layout. */
 const migrations: Record<string, Migration> = {
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   "0002_idempotency_and_leases": idempotencyAndLeases,
   "0003_orders_listing_indexes": ordersListingIndexes,
   "0004_idempotency_keys_per_subject": idempotencyKeysPerSubject,
+  "0005_order_events_outbox": orderEventsOutbox,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -40,6 +40,14 @@ export function fulfilAccess(principal: Principal): OrderAccess {
 }
 
 /**
+ * Reading the recorded order events is staff work: they show every
+ * customer's orders, so `orders:read_all` is required (403 without it).
+ */
+export function readEventsAccess(principal: Principal): void {
+  requireScopes(principal, ORDERS_READ_ALL);
+}
+
+/**
  * The customer an order is placed for: always the caller. A `user_id` in
  * the body may repeat the caller's subject; naming anyone else is 403,
  * staff included (nobody places orders for someone else).

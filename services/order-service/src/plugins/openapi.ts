@@ -10,7 +10,7 @@ Conventions:
 - JSON in and out. Bodies must be \`application/json\` (else 415); unknown fields are refused.
 - Money is integer minor units with an ISO 4217 \`currency\` (149999 USD = 1,499.99 USD).
 - Errors are RFC 9457 problem documents (\`application/problem+json\`, schema \`Problem\`) with a stable \`code\`.
-- Lists page with \`limit\` (1-100, default 20) and an opaque \`cursor\`, answering \`{ data, next_cursor }\`.
+- Lists page with \`limit\` (1-100, default 20; events 1-500, default 100) and an opaque \`cursor\`, answering \`{ data, next_cursor }\`.
 - Every response carries \`X-Request-Id\`: the caller's when it sends a valid one, else a new UUID.
 - Every \`/api/v1\` operation needs an OAuth 2.0 bearer JWT for the audience \`orders-api\` (\`Authorization: Bearer <token>\`); without a valid one it is 401 with a \`WWW-Authenticate\` challenge. A customer is the token's subject and sees, places and cancels only their own orders (another customer's order is 404). Staff scopes widen that: \`orders:read_all\`, \`orders:cancel_any\`, \`orders:fulfil\` (required to fulfil). A missing scope is 403. In Swagger UI, paste a token under Authorize (bearerAuth).
 - Requests are rate limited per caller (the token's subject, else the address); a 429 says when to retry.
@@ -31,6 +31,7 @@ export const openApiPlugin = fp<{ tokenUrl: string | undefined }>(
         tags: [
           { name: "orders", description: "Place, read, list, cancel and fulfil orders" },
           { name: "products", description: "The catalogue with availability, from inventory" },
+          { name: "events", description: "The order events, as recorded in the outbox (CloudEvents)" },
           { name: "health", description: "Liveness and readiness probes" },
         ],
         components: { securitySchemes: securitySchemes(tokenUrl) },
@@ -55,7 +56,7 @@ export const openApiPlugin = fp<{ tokenUrl: string | undefined }>(
 
 /** The staff scopes of this API and what each permits; customers need none. */
 const ORDER_SCOPES = {
-  [ORDERS_READ_ALL]: "Staff: read and list every customer's orders",
+  [ORDERS_READ_ALL]: "Staff: read and list every customer's orders, and the order events",
   [ORDERS_FULFIL]: "Staff: fulfil orders",
   [ORDERS_CANCEL_ANY]: "Staff: cancel any customer's order",
 };

@@ -26,6 +26,7 @@ import {
 } from "../errors.ts";
 import type { Scope } from "@ecommerce/auth/scopes.ts";
 import { INPUT_LIMITS } from "../config.ts";
+import { EVENT_SOURCE, ORDER_EVENT_TYPES } from "../orders/events.ts";
 import { ORDER_STATUSES } from "../orders/status.ts";
 import { PROBLEM_TYPES, problem, type ProblemType } from "../plugins/problems.ts";
 
@@ -279,6 +280,158 @@ export const ProductPage = component(
     {
       description: "A page of the catalogue, by SKU",
       examples: [{ data: [EXAMPLE_PRODUCT], next_cursor: "eyJhZnRlciI6IkxBUFRPUC1HQU1JTkcifQ" }],
+    },
+  ),
+);
+
+/** Page size of the event listing when a request names none, and the most one page holds. */
+export const DEFAULT_EVENT_PAGE_SIZE = 100;
+export const MAX_EVENT_PAGE_SIZE = 500;
+
+export const OrderEventType = Type.Enum([...ORDER_EVENT_TYPES], { type: "string", description: "Type of the event (ce-type, and its NATS subject)" });
+
+export const ListEventsQuery = Type.Object(
+  {
+    cursor: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: INPUT_LIMITS.cursorChars,
+        description: "`next_cursor` of an earlier page: the events recorded after it; omit to start from the oldest event kept",
+      }),
+    ),
+    type: Type.Optional(OrderEventType),
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_EVENT_PAGE_SIZE, default: DEFAULT_EVENT_PAGE_SIZE, description: "Page size" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** orders.v1.OrderStatus in the proto3 JSON mapping: the enum value's name. */
+const EventOrderStatus = (description: string) =>
+  Type.Enum(
+    ORDER_STATUSES.map((status) => `ORDER_STATUS_${status.toUpperCase()}`),
+    { type: "string", description: `${description} (orders.v1.OrderStatus, by name)` },
+  );
+/** An int64 in the proto3 JSON mapping: a decimal string. */
+const Int64 = (description: string) => Type.String({ pattern: "^-?[0-9]+$", description: `${description} (int64, as a decimal string)` });
+const ProtoTimestamp = Type.String({ format: "date-time", description: "google.protobuf.Timestamp: RFC 3339 in UTC" });
+
+const EXAMPLE_EVENT = {
+  specversion: "1.0",
+  id: "3f0c8f5e-8a2b-4d8e-9c1a-7b6e5d4c3b2a",
+  source: EVENT_SOURCE,
+  type: "orders.v1.order.confirmed",
+  subject: EXAMPLE_ORDER_ID,
+  time: "2026-11-25T06:11:57.111Z",
+  datacontenttype: "application/json",
+  data: {
+    order: {
+      id: EXAMPLE_ORDER_ID,
+      userId: "alice",
+      status: "ORDER_STATUS_CONFIRMED",
+      lines: [
+        { productId: LAPTOP_ID, quantity: 1, unitPriceMinor: "149999", currency: "USD" },
+        { productId: EARBUDS_ID, quantity: 2, unitPriceMinor: "9999", currency: "USD" },
+      ],
+      totalMinor: "169997",
+      currency: "USD",
+      createTime: "2026-11-25T06:11:57.090123Z",
+      updateTime: "2026-11-25T06:11:57.111000Z",
+    },
+  },
+};
+
+export const OrderEvent = component(
+  "OrderEvent",
+  Type.Object(
+    {
+      specversion: Type.Literal("1.0", { description: "CloudEvents version" }),
+      id: Type.String({ format: "uuid", description: "Unique per event; the same id whenever it is delivered (NATS Msg-Id), for deduplication" }),
+      source: Type.Literal(EVENT_SOURCE, { description: "The service that recorded it" }),
+      type: OrderEventType,
+      subject: Type.String({ format: "uuid", description: "The order id: the events of one order are in the order of its changes" }),
+      time: Timestamp,
+      datacontenttype: Type.Literal("application/json"),
+      data: Type.Object(
+        {
+          order: Type.Object(
+            {
+              id: Type.String({ format: "uuid" }),
+              userId: Type.String(),
+              status: EventOrderStatus("Its status after the change"),
+              lines: Type.Optional(
+                Type.Array(
+                  Type.Object({
+                    productId: Uuid,
+                    quantity: Type.Integer(),
+                    unitPriceMinor: Type.Optional(Int64("Unit price in minor units; absent until the order is confirmed")),
+                    currency: Type.Optional(Type.String({ description: "ISO 4217 code of the price; absent until confirmed" })),
+                  }),
+                  { description: "The lines, by product id" },
+                ),
+              ),
+              totalMinor: Type.Optional(Int64("Sum of the line totals in minor units; absent until the order is confirmed")),
+              currency: Type.Optional(Type.String({ description: "ISO 4217 code of the total; absent until confirmed" })),
+              rejectionReason: Type.Optional(Type.String({ description: "Why the order was rejected; absent unless it was" })),
+              createTime: ProtoTimestamp,
+              updateTime: ProtoTimestamp,
+            },
+            { description: "orders.v1.Order: the order as the change left it" },
+          ),
+          previousStatus: Type.Optional(EventOrderStatus("For orders.v1.order.cancelled: the status it was cancelled from")),
+        },
+        {
+          description:
+            "The event message (orders.v1.OrderPlaced, OrderConfirmed, OrderRejected, OrderCancelled or OrderFulfilled, by `type`) in the proto3 JSON mapping: lowerCamelCase names, enums by name, int64 as strings, fields without a value left out. `fromJson` of any protobuf library reads it.",
+        },
+      ),
+    },
+    {
+      description:
+        "A recorded order event in the CloudEvents 1.0 JSON format: one per change of an order's status (placed, confirmed, rejected, cancelled, fulfilled), recorded in the same transaction as the change.",
+      examples: [EXAMPLE_EVENT],
+    },
+  ),
+);
+
+export const EventPage = component(
+  "EventPage",
+  Type.Object(
+    {
+      data: Type.Array(OrderEvent),
+      next_cursor: Type.String({
+        description: "Always set: pass as `cursor` for the next page, or later to get only the events recorded since (poll with it)",
+      }),
+    },
+    {
+      description: "A page of order events, oldest first (in the order their changes committed)",
+      examples: [{ data: [EXAMPLE_EVENT], next_cursor: "NzY1LjEyMzQ" }],
+    },
+  ),
+);
+
+export const Readiness = component(
+  "Readiness",
+  Type.Object(
+    {
+      status: Type.Literal("ready"),
+      events: Type.Object(
+        {
+          publishing: Type.Boolean({ description: "Whether events are published to NATS (NATS_URL is set); either way they are recorded" }),
+          unpublished: Type.Optional(
+            Type.Integer({ minimum: 0, description: "Events recorded and not yet published, counted up to 10,000; absent when the outbox could not be read" }),
+          ),
+          oldest_unpublished_age_seconds: Type.Optional(
+            Nullable(Type.Number({ minimum: 0, description: "Age of the oldest unpublished event; null when there is none" })),
+          ),
+        },
+        { description: "The outbox of order events: never a reason to be unready, shown so that a lagging publisher is seen" },
+      ),
+    },
+    {
+      description: "Readiness: the orders database and inventory answer",
+      examples: [{ status: "ready", events: { publishing: false, unpublished: 42, oldest_unpublished_age_seconds: 3.5 } }],
     },
   ),
 );
