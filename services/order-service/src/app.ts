@@ -11,6 +11,7 @@ import { inventoryPlugin } from "./plugins/inventory.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import { openApiPlugin } from "./plugins/openapi.ts";
 import { orderStepsPlugin } from "./plugins/order-steps.ts";
+import { eventsPlugin } from "./plugins/events.ts";
 import { clientErrorHandler, problemsPlugin, sendError } from "./plugins/problems.ts";
 import { protectionPlugin } from "./plugins/protection.ts";
 import { requestContextPlugin } from "./request-context.ts";
@@ -107,6 +108,7 @@ export async function buildApp({ config, databaseUrl }: AppDeps): Promise<Fastif
   await app.register(openApiPlugin, { tokenUrl: config.inventoryToken.kind === "client_credentials" ? config.inventoryToken.tokenUrl : undefined });
   await app.register(metricsPlugin);
   await app.register(orderStepsPlugin, config.batching);
+  await app.register(eventsPlugin, { url: databaseUrl, events: config.events });
 
   await app.register(healthRoutes, { events: config.events });
   await app.register(orderRoutes, { prefix: API_PREFIX });
