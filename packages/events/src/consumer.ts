@@ -62,7 +62,17 @@ export interface InboxOptions {
   pool: pg.Pool;
   /** The name the inbox records the consumer under; usually the durable name. */
   consumer: string;
+  /**
+   * How long the inbox remembers an event it handled; default 8 days, longer
+   * than the streams keep a message (7 days), so that any delivery the stream
+   * can still make is recognised. Older entries are deleted as the consumer goes.
+   */
+  retentionHours?: number;
 }
+
+/** Most inbox entries one pruning statement deletes, and how often the consumer prunes. */
+const INBOX_PRUNE = { batch: 1000, everyMs: 60_000 } as const;
+export const INBOX_RETENTION_HOURS = 8 * 24;
 
 interface CommonConsumeOptions {
   nats: NatsConnection;
@@ -123,6 +133,22 @@ export async function createInbox(db: Queryable): Promise<void> {
     received_at timestamptz not null default now(),
     primary key (consumer, event_id)
   )`);
+}
+
+/**
+ * Deletes up to `batch` of `consumer`'s inbox entries older than
+ * `retentionHours`; answers how many went. The consumer calls it as it goes.
+ */
+export async function pruneInbox(db: Queryable, consumer: string, retentionHours: number, batch: number = INBOX_PRUNE.batch): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `with gone as (
+       delete from event_inbox where ctid = any(array(
+         select ctid from event_inbox where consumer = $1 and received_at < now() - make_interval(hours => $2) limit $3))
+       returning 1)
+     select count(*)::int as n from gone`,
+    [consumer, retentionHours, batch],
+  );
+  return rows[0]!.n;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -304,6 +330,7 @@ export function consume(options: ConsumeOptions): EventConsumer {
     try {
       if (options.inbox) {
         const fresh = await inTransaction(options.inbox, event, options.handle);
+        pruneInboxNow(options.inbox);
         if (!fresh) log("debug", { ...where, eventId: event.id }, "event already handled; acknowledging it again");
         await options.afterCommit?.(event);
       } else {
@@ -319,6 +346,16 @@ export function consume(options: ConsumeOptions): EventConsumer {
       );
       if (acks) safely(() => msg.nak(delay));
     }
+  }
+
+  /** Prunes the inbox beside the handling, at most once a minute. */
+  let lastPrune = Date.now();
+  function pruneInboxNow(inbox: InboxOptions) {
+    if (Date.now() - lastPrune < INBOX_PRUNE.everyMs) return;
+    lastPrune = Date.now();
+    pruneInbox(inbox.pool, inbox.consumer, inbox.retentionHours ?? INBOX_RETENTION_HOURS).catch((e: Error) =>
+      log("warn", { error: e.message }, "could not prune the inbox; trying again later"),
+    );
   }
 
   /** Records the event in the inbox and, if it is new there, handles it, in one transaction. Resolves to whether it was new. */
