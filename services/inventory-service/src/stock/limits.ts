@@ -18,6 +18,8 @@ export const MAX_CONFIRM_BATCH = 1000;
 /** Most products on one ListProducts page, and the default. */
 export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 20;
+/** Highest low-stock threshold: more than a product can hold means nothing. */
+export const MAX_LOW_STOCK_THRESHOLD = MAX_ON_HAND;
 /** Highest price in minor units (ten trillion major units). */
 export const MAX_PRICE_MINOR = 10n ** 15n;
 /** Longest free texts, in characters. */

@@ -171,7 +171,12 @@ function toProduct(p: ProductWithStock) {
     description: p.description,
     priceMinor: p.price_minor,
     currency: p.currency,
-    stock: create(StockLevelSchema, { onHand: p.on_hand, reserved: p.reserved, available: p.on_hand - p.reserved }),
+    stock: create(StockLevelSchema, {
+      onHand: p.on_hand,
+      reserved: p.reserved,
+      available: p.on_hand - p.reserved,
+      lowStockThreshold: p.low_stock_threshold,
+    }),
     createTime: timestampFromDate(p.created_at),
     updateTime: timestampFromDate(p.updated_at),
   });

@@ -19,6 +19,7 @@ import {
   MAX_DESCRIPTION_LENGTH,
   MAX_LINE_QUANTITY,
   MAX_LINES,
+  MAX_LOW_STOCK_THRESHOLD,
   MAX_NAME_LENGTH,
   MAX_NOTE_LENGTH,
   MAX_ON_HAND,
@@ -221,6 +222,9 @@ export function parseCreateProduct(req: CreateProductRequest): CreateProductInpu
   }
   if (req.initialStock < 0) v.add("initial_stock", "must be zero or more");
   else if (req.initialStock > MAX_ON_HAND) v.add("initial_stock", `must be at most ${MAX_ON_HAND}`);
+  if (req.lowStockThreshold < 0 || req.lowStockThreshold > MAX_LOW_STOCK_THRESHOLD) {
+    v.add("low_stock_threshold", `must be from 0 (no low-stock events) to ${MAX_LOW_STOCK_THRESHOLD}, got ${req.lowStockThreshold}`);
+  }
   v.check();
   return {
     sku: req.sku,
@@ -229,6 +233,7 @@ export function parseCreateProduct(req: CreateProductRequest): CreateProductInpu
     priceMinor: req.priceMinor,
     currency: req.currency,
     initialStock: req.initialStock,
+    lowStockThreshold: req.lowStockThreshold,
   };
 }
 
