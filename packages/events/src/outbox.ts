@@ -85,7 +85,8 @@ export async function listEvents(
   const { rows } = await db.query<Row>(
     `select txid::text, position::text, id, type, subject, data, time, published_at
        from outbox where ${where.join(" and ")}
-      order by txid, position limit $1`,
+      -- Qualified: bare names would be the text columns of the select list, and sort as text.
+      order by outbox.txid, outbox.position limit $1`,
     values,
   );
   const last = rows.at(-1);
