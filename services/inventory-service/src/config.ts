@@ -1,5 +1,6 @@
 import { DEV_ISSUER_URL } from "@ecommerce/auth/dev-issuer.ts";
 import { INVENTORY_API } from "@ecommerce/auth/audiences.ts";
+import { readEventsConfig, type EventsConfig } from "@ecommerce/events/config.ts";
 import { DEFAULT_CALLER_BUDGET, type CallerBudgetSettings } from "./interceptors/caller-budget.ts";
 import { DEFAULT_BATCH_BOUNDS, type BatchBounds } from "./stock/coalescing.ts";
 import * as contents from "./stock/limits.ts";
@@ -130,6 +131,10 @@ export interface Config {
   readonly auth: AuthSettings;
   /** Calls each caller (token subject) may make per window; perCaller 0: no budget. */
   readonly callerBudget: CallerBudgetSettings;
+
+  // Events.
+  /** The broker and the relay's settings (NATS_URL, EVENTS_*); events are recorded whatever they say. */
+  readonly events: EventsConfig;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -217,6 +222,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       perCaller: integer("RATE_LIMIT_PER_CALLER", DEFAULT_CALLER_BUDGET.perCaller, 0, 100_000_000),
       windowMs: integer("RATE_LIMIT_WINDOW_MS", DEFAULT_CALLER_BUDGET.windowMs, 1, 86_400_000),
     }),
+
+    // Events.
+    events: readEventsConfig(env, integer, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

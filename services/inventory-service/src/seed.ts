@@ -2,7 +2,12 @@ import type { Kysely } from "kysely";
 import type { Database } from "./db/database.ts";
 import { insertProduct, type CreateProductInput } from "./stock/products.ts";
 
-/** The sample catalogue. Ids are fixed so documentation and examples can name them. */
+/**
+ * The sample catalogue. Ids are fixed so documentation and examples can
+ * name them. Each low-stock threshold is a fifth of the initial stock, a
+ * plausible reorder point that a demo's reservations (or a flash sale of
+ * the bench) cross, so that stock.low events show.
+ */
 export const SAMPLE_PRODUCTS: readonly Required<CreateProductInput>[] = [
   {
     id: "00000000-0000-4000-8000-000000000001",
@@ -12,6 +17,7 @@ export const SAMPLE_PRODUCTS: readonly Required<CreateProductInput>[] = [
     priceMinor: 149999n,
     currency: "USD",
     initialStock: 50,
+    lowStockThreshold: 10,
   },
   {
     id: "00000000-0000-4000-8000-000000000002",
@@ -21,6 +27,7 @@ export const SAMPLE_PRODUCTS: readonly Required<CreateProductInput>[] = [
     priceMinor: 79999n,
     currency: "USD",
     initialStock: 100,
+    lowStockThreshold: 20,
   },
   {
     id: "00000000-0000-4000-8000-000000000003",
@@ -30,6 +37,7 @@ export const SAMPLE_PRODUCTS: readonly Required<CreateProductInput>[] = [
     priceMinor: 12999n,
     currency: "USD",
     initialStock: 200,
+    lowStockThreshold: 40,
   },
   {
     id: "00000000-0000-4000-8000-000000000004",
@@ -39,6 +47,7 @@ export const SAMPLE_PRODUCTS: readonly Required<CreateProductInput>[] = [
     priceMinor: 24999n,
     currency: "USD",
     initialStock: 75,
+    lowStockThreshold: 15,
   },
   {
     id: "00000000-0000-4000-8000-000000000005",
@@ -48,6 +57,7 @@ export const SAMPLE_PRODUCTS: readonly Required<CreateProductInput>[] = [
     priceMinor: 9999n,
     currency: "USD",
     initialStock: 150,
+    lowStockThreshold: 30,
   },
 ];
 

@@ -209,3 +209,50 @@ describe("identity configuration", () => {
     ]);
   });
 });
+
+describe("events configuration", () => {
+  it("records events with publishing off by default, with the relay's defaults", () => {
+    const config = loadConfig({});
+    expect(config.events).toEqual({
+      natsUrl: undefined,
+      format: "protobuf",
+      retentionHours: 72,
+      batchMax: 500,
+      pollIntervalMs: 1000,
+      publishTimeoutMs: 5000,
+      lagWarnSeconds: 60,
+    });
+    expect(Object.isFrozen(config.events)).toBe(true);
+  });
+
+  it("reads every variable", () => {
+    expect(
+      loadConfig({
+        NATS_URL: "nats://nats:4222",
+        EVENTS_FORMAT: "json",
+        EVENTS_RETENTION_HOURS: "24",
+        EVENTS_BATCH_MAX: "100",
+        EVENTS_POLL_INTERVAL_MS: "250",
+        EVENTS_PUBLISH_TIMEOUT_MS: "2000",
+        EVENTS_LAG_WARN_SECONDS: "30",
+      }).events,
+    ).toEqual({
+      natsUrl: "nats://nats:4222",
+      format: "json",
+      retentionHours: 24,
+      batchMax: 100,
+      pollIntervalMs: 250,
+      publishTimeoutMs: 2000,
+      lagWarnSeconds: 30,
+    });
+  });
+
+  it("names bad event settings with the rest of the configuration", () => {
+    expect(problemsOf({ SERVER_PORT: "x", NATS_URL: "localhost:4222", EVENTS_FORMAT: "xml", EVENTS_BATCH_MAX: "0" })).toEqual([
+      'SERVER_PORT must be an integer from 0 to 65535, got "x"',
+      'NATS_URL must be a URL such as nats://127.0.0.1:4222 (several servers separated by commas), got "localhost:4222"',
+      'EVENTS_FORMAT must be one of protobuf, json, got "xml"',
+      'EVENTS_BATCH_MAX must be an integer from 1 to 10000, got "0"',
+    ]);
+  });
+});

@@ -1,11 +1,14 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toJson, type DescMessage, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { anyUnpack, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { INVENTORY_API } from "@ecommerce/auth/audiences.ts";
 import { INVENTORY_ADMIN, INVENTORY_READ, INVENTORY_RESERVE } from "@ecommerce/auth/scopes.ts";
+import { EVENT_TYPES, isEventType } from "@ecommerce/events/catalogue.ts";
 import {
   CreateProductRequestSchema,
   InventoryService,
+  type Event,
   type Product,
   type StockLevel,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
@@ -170,4 +173,52 @@ export async function stockInconsistencies(server: { db: Kysely<Database> }) {
        OR s.reserved < 0 OR s.reserved > s.on_hand
   `.execute(server.db);
   return rows;
+}
+
+/** An event as a ListEvents client reads it: its attributes, and its payload unpacked and printed in the JSON mapping. */
+export interface ReadEvent {
+  id: string;
+  type: string;
+  source: string;
+  subject: string;
+  time: Date;
+  publishTime: Date | undefined;
+  data: JsonValue;
+}
+
+/** Unpacks an event's google.protobuf.Any by its type, as a consumer does; fails the test when it does not hold that type's message. */
+export function readEvent(event: Event): ReadEvent {
+  if (!isEventType(event.type)) throw new Error(`unknown event type ${event.type}`);
+  const schema: DescMessage = EVENT_TYPES[event.type];
+  const message = event.data && anyUnpack(event.data, schema);
+  if (message === undefined) throw new Error(`event ${event.id} does not hold a ${schema.typeName}: ${event.data?.typeUrl}`);
+  return {
+    id: event.id,
+    type: event.type,
+    source: event.source,
+    subject: event.subject,
+    time: timestampDate(event.time!),
+    publishTime: event.publishTime && timestampDate(event.publishTime),
+    data: toJson(schema, message),
+  };
+}
+
+/**
+ * Every event ListEvents gives after `pageToken` (from the oldest when
+ * empty), page by page until a page is not full, and the token to ask
+ * with later for what is recorded since.
+ */
+export async function readEvents(
+  client: Client<typeof InventoryService>,
+  options: { pageToken?: string; type?: string; pageSize?: number } = {},
+): Promise<{ events: ReadEvent[]; next: string }> {
+  const pageSize = options.pageSize ?? 500;
+  const events: ReadEvent[] = [];
+  let pageToken = options.pageToken ?? "";
+  for (;;) {
+    const page = await client.listEvents({ pageSize, pageToken, type: options.type ?? "" });
+    events.push(...page.events.map(readEvent));
+    pageToken = page.nextPageToken;
+    if (page.events.length < pageSize) return { events, next: pageToken };
+  }
 }

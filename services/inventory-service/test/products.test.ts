@@ -57,6 +57,39 @@ describe("CreateProduct and GetProduct", () => {
     ]);
   });
 
+  it("keeps the low-stock threshold a product was created with, and shows it wherever the product is answered", async () => {
+    const { product } = await h.client.createProduct({
+      sku: "THRESHOLD-SEVEN",
+      name: "Seven",
+      priceMinor: 100n,
+      currency: "USD",
+      initialStock: 20,
+      lowStockThreshold: 7,
+    });
+    const expected = { onHand: 20, reserved: 0, available: 20, lowStockThreshold: 7 };
+    expect(product?.stock).toEqual(expect.objectContaining(expected));
+    expect((await h.client.getProduct({ productId: product!.id })).product?.stock).toEqual(expect.objectContaining(expected));
+    let listed;
+    for (let pageToken = ""; listed === undefined; ) {
+      const page = await h.client.listProducts({ pageSize: 100, pageToken });
+      listed = page.products.find((p) => p.id === product!.id);
+      if (page.nextPageToken === "") break;
+      pageToken = page.nextPageToken;
+    }
+    expect(listed?.stock).toEqual(expect.objectContaining(expected));
+    const adjusted = await h.client.adjustStock({ productId: product!.id, change: { case: "delta", value: 1 }, reason: AdjustmentReason.RESTOCK });
+    expect(adjusted.product?.stock).toEqual(expect.objectContaining({ onHand: 21, lowStockThreshold: 7 }));
+    // Left out, it is 0: no low-stock events.
+    expect((await h.product()).stock?.lowStockThreshold).toBe(0);
+  });
+
+  it.each([-1, 1_000_000_001])("refuses a low-stock threshold of %i", async (lowStockThreshold) => {
+    const err = await rpcError(h.product({ lowStockThreshold }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toBe(`low_stock_threshold must be from 0 (no low-stock events) to 1000000000, got ${lowStockThreshold}`);
+    expect(err.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field)).toEqual(["low_stock_threshold"]);
+  });
+
   it("answers NOT_FOUND for an unknown product and INVALID_ARGUMENT for a malformed id", async () => {
     const id = randomUUID();
     const missing = await rpcError(h.client.getProduct({ productId: id }));

@@ -1,5 +1,5 @@
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
@@ -49,9 +49,9 @@ describe("ServerReflectionInfo", () => {
     expect(errorOf(answers[0])).toMatchObject({ errorCode: Code.NotFound, errorMessage: 'symbol "inventory.v1.NoSuchThing" not found' });
     expect(fileNames(answers[1])).toEqual([
       "inventory/v1/inventory.proto",
+      "google/protobuf/any.proto",
       "google/protobuf/timestamp.proto",
       "google/rpc/status.proto",
-      "google/protobuf/any.proto",
     ]);
   });
 
@@ -62,7 +62,7 @@ describe("ServerReflectionInfo", () => {
       { case: "fileByFilename", value: "google/protobuf/timestamp.proto" },
     );
     expect(answers.map(fileNames)).toEqual([
-      ["inventory/v1/inventory.proto", "google/protobuf/timestamp.proto", "google/rpc/status.proto", "google/protobuf/any.proto"],
+      ["inventory/v1/inventory.proto", "google/protobuf/any.proto", "google/protobuf/timestamp.proto", "google/rpc/status.proto"],
       ["inventory/v1/inventory.proto"],
       ["google/protobuf/timestamp.proto"],
     ]);
@@ -78,6 +78,7 @@ describe("ServerReflectionInfo", () => {
       "inventory.v1.AdjustStockRequest.change",
       "google.protobuf.Timestamp",
       "google.rpc.BadRequest.FieldViolation",
+      "inventory.v1.StockReserved",
     ];
     const answers = await ask(...symbols.map((value) => ({ case: "fileContainingSymbol" as const, value })));
     expect(answers.map((a) => fileNames(a)[0])).toEqual([
@@ -89,14 +90,26 @@ describe("ServerReflectionInfo", () => {
       "inventory/v1/inventory.proto",
       "google/protobuf/timestamp.proto",
       "google/rpc/error_details.proto",
+      "inventory/v1/events.proto",
     ]);
   });
 
   it("gives descriptors from which a client rebuilds the schema", async () => {
     const [answer] = await ask({ case: "fileContainingSymbol", value: "inventory.v1.InventoryService" });
     if (answer?.messageResponse.case !== "fileDescriptorResponse") throw new Error("expected files");
-    const file = answer.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b));
-    const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: file.reverse() }));
+    const sent = new Map(
+      answer.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b)).map((f) => [f.name, f]),
+    );
+    // As a client does: each file after its imports, which it finds by name among those sent, whatever their order.
+    const ordered: FileDescriptorProto[] = [];
+    const add = (name: string) => {
+      const file = sent.get(name);
+      if (file === undefined || ordered.includes(file)) return;
+      file.dependency.forEach(add);
+      ordered.push(file);
+    };
+    add("inventory/v1/inventory.proto");
+    const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
     const service = registry.getService("inventory.v1.InventoryService");
     expect(service?.methods.map((m) => m.name)).toContain("CheckStock");
     expect(registry.getMessage("inventory.v1.Product")?.field.createTime?.message?.typeName).toBe("google.protobuf.Timestamp");

@@ -21,6 +21,7 @@ import {
 import { repoRoot } from "@ecommerce/tools/postgres.ts";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ALL_INVENTORY_SCOPES, startHarness, type Harness } from "./inventory-harness.ts";
+import { h2Request } from "./raw-http2.ts";
 
 // The real service (seeded with the sample products) as tools that know
 // nothing of this code base see it: the buf CLI learning the schema by
@@ -73,7 +74,7 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s 
     expect(result).toMatchObject({ code: 0, stderr: "" });
     const methods = result.stdout.trim().split("\n");
     expect(methods).toEqual(SERVED.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`)).sort());
-    expect(methods.filter((m) => m.startsWith("inventory.v1.InventoryService/"))).toHaveLength(10);
+    expect(methods.filter((m) => m.startsWith("inventory.v1.InventoryService/"))).toHaveLength(11);
   });
 
   it("calls CheckStock from JSON", async () => {
@@ -86,6 +87,30 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s 
         { productId: SMARTPHONE, requested: 500, available: 100 },
       ],
     });
+  });
+
+  it("calls ListEvents and prints each event's payload, a google.protobuf.Any, as the message it holds", async () => {
+    const request = { type: "inventory.v1.stock.adjusted", page_size: 2 };
+    const result = await curl("-d", JSON.stringify(request), `${h.server.url}/inventory.v1.InventoryService/ListEvents`);
+    expect(result).toMatchObject({ code: 0, stderr: "" });
+    const printed = JSON.parse(result.stdout) as { events: Record<string, unknown>[]; nextPageToken: string };
+    expect(printed.events).toEqual([LAPTOP, SMARTPHONE].map((productId, i) => ({
+      id: expect.any(String),
+      type: "inventory.v1.stock.adjusted",
+      source: "/inventory-service",
+      subject: productId,
+      time: expect.any(String),
+      data: {
+        "@type": "type.googleapis.com/inventory.v1.StockAdjusted",
+        productId,
+        movement: expect.objectContaining({ productId, kind: "initial", actor: "seeder" }),
+        stock: [
+          { onHand: 50, available: 50, lowStockThreshold: 10 },
+          { onHand: 100, available: 100, lowStockThreshold: 20 },
+        ][i],
+      },
+    })));
+    expect(printed.nextPageToken).not.toBe("");
   });
 
   it("checks health: SERVING", async () => {
@@ -105,6 +130,26 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s 
     expect(printed.details.map((d) => d.type)).toEqual(["google.rpc.BadRequest"]);
     const detail = fromBinary(BadRequestSchema, Buffer.from(printed.details[0]!.value, "base64"));
     expect(detail.fieldViolations.map((v) => v.field)).toEqual(["order_id", "lines[0].product_id", "lines[0].quantity"]);
+  });
+});
+
+describe("the Connect protocol with JSON", () => {
+  it("answers ListEvents with each event's payload as JSON, typed by its @type", async () => {
+    const answer = await h2Request(
+      h.server.url,
+      { ":path": "/inventory.v1.InventoryService/ListEvents", "content-type": "application/json", authorization },
+      Buffer.from(JSON.stringify({ type: "inventory.v1.stock.adjusted", pageSize: 1 })),
+    );
+    expect(answer.status).toBe(200);
+    const { events } = JSON.parse(answer.body.toString()) as { events: { subject: string; data: Record<string, unknown> }[] };
+    expect(events).toHaveLength(1);
+    expect(events[0]?.subject).toBe(LAPTOP);
+    expect(events[0]?.data).toMatchObject({
+      "@type": "type.googleapis.com/inventory.v1.StockAdjusted",
+      productId: LAPTOP,
+      movement: { kind: "initial", onHandDelta: 50 },
+      stock: { onHand: 50, available: 50, lowStockThreshold: 10 },
+    });
   });
 });
 

@@ -21,6 +21,8 @@ export interface StockLevelsTable {
   product_id: string;
   on_hand: number;
   reserved: number;
+  /** stock.low is recorded when available stock falls below it; 0: never. */
+  low_stock_threshold: Generated<number>;
   updated_at: Timestamp;
 }
 
@@ -67,6 +69,23 @@ export interface StockMovementsTable {
   created_at: Timestamp;
 }
 
+/**
+ * The events recorded with the changes they describe (migration 0004,
+ * written by triggers only); read with the events package's listEvents().
+ */
+export interface OutboxTable {
+  position: ColumnType<bigint, never, never>;
+  id: Generated<string>;
+  /** xid8, as text. */
+  txid: ColumnType<string, never, never>;
+  type: string;
+  subject: string;
+  /** The event message in the proto3 JSON mapping. */
+  data: Record<string, unknown>;
+  time: Generated<Date>;
+  published_at: Date | null;
+}
+
 /** The inventory database as Kysely sees it. */
 export interface Database {
   products: ProductsTable;
@@ -74,6 +93,7 @@ export interface Database {
   reservations: ReservationsTable;
   reservation_lines: ReservationLinesTable;
   stock_movements: StockMovementsTable;
+  outbox: OutboxTable;
 }
 
 export type ProductRow = Selectable<ProductsTable>;

@@ -4,12 +4,14 @@ import type { Database } from "./database.ts";
 import * as initial from "./migrations/0001_initial.ts";
 import * as reserveStockFunction from "./migrations/0002_reserve_stock_function.ts";
 import * as reserveOrdersFunction from "./migrations/0003_reserve_orders_function.ts";
+import * as stockEvents from "./migrations/0004_stock_events.ts";
 
 /** Every migration in order of name; a static list, so no files are read at run time. */
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_reserve_stock_function": reserveStockFunction,
   "0003_reserve_orders_function": reserveOrdersFunction,
+  "0004_stock_events": stockEvents,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -16,6 +16,7 @@ export const RPC_SCOPES: Readonly<Record<string, Scope>> = Object.freeze({
   CheckStock: INVENTORY_READ,
   GetProduct: INVENTORY_READ,
   ListProducts: INVENTORY_READ,
+  ListEvents: INVENTORY_READ,
   ReserveStock: INVENTORY_RESERVE,
   ReserveOrders: INVENTORY_RESERVE,
   ReleaseStock: INVENTORY_RESERVE,

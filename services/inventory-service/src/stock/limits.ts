@@ -1,3 +1,5 @@
+import { EVENT_PAGE_MAX } from "@ecommerce/events/outbox.ts";
+
 // Bounds on what a request may ask for. They keep every stock figure well
 // inside PostgreSQL's int4 so no sum can overflow, and keep one request's
 // work (and its transaction's locks) small. The transport bounds (message
@@ -18,6 +20,13 @@ export const MAX_CONFIRM_BATCH = 1000;
 /** Most products on one ListProducts page, and the default. */
 export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 20;
+/** Most events on one ListEvents page (the outbox listing's own bound), and the default. */
+export const MAX_EVENT_PAGE_SIZE = EVENT_PAGE_MAX;
+export const DEFAULT_EVENT_PAGE_SIZE = 100;
+/** Longest ListEvents page token: one is the base64url of two integers, well under it. */
+export const MAX_EVENT_PAGE_TOKEN_LENGTH = 64;
+/** Highest low-stock threshold: more than a product can hold means nothing. */
+export const MAX_LOW_STOCK_THRESHOLD = MAX_ON_HAND;
 /** Highest price in minor units (ten trillion major units). */
 export const MAX_PRICE_MINOR = 10n ** 15n;
 /** Longest free texts, in characters. */

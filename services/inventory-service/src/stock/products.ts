@@ -10,6 +10,7 @@ import { lockStock, moveStock, type Db } from "./stock-levels.ts";
 export interface ProductWithStock extends ProductRow {
   on_hand: number;
   reserved: number;
+  low_stock_threshold: number;
 }
 
 export interface CreateProductInput {
@@ -21,6 +22,8 @@ export interface CreateProductInput {
   priceMinor: bigint;
   currency: string;
   initialStock: number;
+  /** stock.low is recorded when available stock falls below it; 0: never. */
+  lowStockThreshold: number;
 }
 
 export interface ListProductsInput {
@@ -52,7 +55,7 @@ function selectProducts(db: Db) {
     .select(["p.id", "p.sku", "p.name", "p.description", "p.price_minor", "p.currency", "p.created_at"])
     // A product changes when its catalogue data or its stock does.
     .select(sql<Date>`greatest(p.updated_at, s.updated_at)`.as("updated_at"))
-    .select(["s.on_hand", "s.reserved"]);
+    .select(["s.on_hand", "s.reserved", "s.low_stock_threshold"]);
 }
 
 /** One product with its stock level; NOT_FOUND when unknown. */
@@ -78,6 +81,8 @@ export async function listProducts(
 /**
  * Inserts a product with its initial stock and the ledger's `initial` row.
  * Returns undefined, changing nothing, when its id or SKU already exists.
+ * A product created below its low-stock threshold records stock.low after
+ * its initial stock.adjusted (see migration 0004).
  */
 export async function insertProduct(
   tx: Transaction<Database>,
@@ -98,7 +103,10 @@ export async function insertProduct(
     .returningAll()
     .executeTakeFirst();
   if (product === undefined) return undefined;
-  await tx.insertInto("stock_levels").values({ product_id: product.id, on_hand: 0, reserved: 0 }).execute();
+  await tx
+    .insertInto("stock_levels")
+    .values({ product_id: product.id, on_hand: 0, reserved: 0, low_stock_threshold: input.lowStockThreshold })
+    .execute();
   await moveStock(tx, [
     {
       productId: product.id,
@@ -110,7 +118,7 @@ export async function insertProduct(
       actor,
     },
   ]);
-  return { ...product, on_hand: input.initialStock, reserved: 0 };
+  return { ...product, on_hand: input.initialStock, reserved: 0, low_stock_threshold: input.lowStockThreshold };
 }
 
 /** Adds a product to the catalogue, its initial stock recorded as `actor`'s; ALREADY_EXISTS when its SKU is taken. */

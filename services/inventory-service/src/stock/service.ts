@@ -1,7 +1,10 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { create, fromJson, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { anyPack, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { EVENT_TYPES } from "@ecommerce/events/catalogue.ts";
+import type { RecordedEvent } from "@ecommerce/events/outbox.ts";
 import {
+  EventSchema,
   type InventoryService,
   LineAvailabilitySchema,
   ProductSchema,
@@ -20,12 +23,14 @@ import { callerIdentity, principalOf } from "../interceptors/authentication.ts";
 import { remainingMs } from "../interceptors/deadline.ts";
 import { toStatus } from "./errors.ts";
 import { createCoalescing, DEFAULT_BATCH_BOUNDS, type BatchBounds, type BatchStep } from "./coalescing.ts";
+import { INVENTORY_EVENT_SOURCE, listStockEvents } from "./events.ts";
 import { confirmReservations, reserveOrders, type ReservationRecord, type ReserveOutcome } from "./reservations.ts";
 import {
   parseAdjustStock,
   parseCheckStock,
   parseConfirmReservations,
   parseCreateProduct,
+  parseListEvents,
   parseListProducts,
   parseOrderId,
   parseProductId,
@@ -118,6 +123,10 @@ export function createInventoryService(deps: InventoryServiceDeps): ServiceImpl<
       const { product, movement } = await adjustStock(forCall(call), parseAdjustStock(req, principalOf(call).subject));
       return { product: toProduct(product), movement: toMovement(movement) };
     },
+    async listEvents(req, call) {
+      const { events, next } = await listStockEvents(forCall(call), parseListEvents(req));
+      return { events: events.map(toEvent), nextPageToken: next };
+    },
   };
 }
 
@@ -171,7 +180,12 @@ function toProduct(p: ProductWithStock) {
     description: p.description,
     priceMinor: p.price_minor,
     currency: p.currency,
-    stock: create(StockLevelSchema, { onHand: p.on_hand, reserved: p.reserved, available: p.on_hand - p.reserved }),
+    stock: create(StockLevelSchema, {
+      onHand: p.on_hand,
+      reserved: p.reserved,
+      available: p.on_hand - p.reserved,
+      lowStockThreshold: p.low_stock_threshold,
+    }),
     createTime: timestampFromDate(p.created_at),
     updateTime: timestampFromDate(p.updated_at),
   });
@@ -188,5 +202,24 @@ function toMovement(m: StockMovementRow) {
     note: m.note,
     actor: m.actor,
     createTime: timestampFromDate(m.created_at),
+  });
+}
+
+/**
+ * A recorded event with its CloudEvents attributes, its payload decoded
+ * from the JSON mapping into its message and packed as google.protobuf.Any
+ * (type.googleapis.com/inventory.v1.StockReserved and so on). Fields a
+ * newer release added are skipped, as a reader of the broker would.
+ */
+function toEvent(e: RecordedEvent) {
+  const schema: DescMessage = EVENT_TYPES[e.type];
+  return create(EventSchema, {
+    id: e.id,
+    type: e.type,
+    source: INVENTORY_EVENT_SOURCE,
+    subject: e.subject,
+    time: timestampFromDate(e.time),
+    data: anyPack(schema, fromJson(schema, e.data as JsonValue, { ignoreUnknownFields: true })),
+    publishTime: e.publishedAt ? timestampFromDate(e.publishedAt) : undefined,
   });
 }

@@ -5,20 +5,26 @@ import {
   type ConfirmReservationsRequest,
   type CreateProductRequest,
   type Line,
+  type ListEventsRequest,
   type ListProductsRequest,
   type ReleaseStockRequest,
   type ReserveOrdersRequest,
   type ReserveStockRequest,
 } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { inventoryErrors, quoted, type FieldViolation } from "./errors.ts";
+import { INVENTORY_EVENT_TYPES, isInventoryEventType, type InventoryEventType, type ListEventsInput } from "./events.ts";
 import {
   CURRENCY_LENGTH,
+  DEFAULT_EVENT_PAGE_SIZE,
   DEFAULT_PAGE_SIZE,
   MAX_ACTOR_LENGTH,
   MAX_CONFIRM_BATCH,
   MAX_DESCRIPTION_LENGTH,
+  MAX_EVENT_PAGE_SIZE,
+  MAX_EVENT_PAGE_TOKEN_LENGTH,
   MAX_LINE_QUANTITY,
   MAX_LINES,
+  MAX_LOW_STOCK_THRESHOLD,
   MAX_NAME_LENGTH,
   MAX_NOTE_LENGTH,
   MAX_ON_HAND,
@@ -221,6 +227,9 @@ export function parseCreateProduct(req: CreateProductRequest): CreateProductInpu
   }
   if (req.initialStock < 0) v.add("initial_stock", "must be zero or more");
   else if (req.initialStock > MAX_ON_HAND) v.add("initial_stock", `must be at most ${MAX_ON_HAND}`);
+  if (req.lowStockThreshold < 0 || req.lowStockThreshold > MAX_LOW_STOCK_THRESHOLD) {
+    v.add("low_stock_threshold", `must be from 0 (no low-stock events) to ${MAX_LOW_STOCK_THRESHOLD}, got ${req.lowStockThreshold}`);
+  }
   v.check();
   return {
     sku: req.sku,
@@ -229,7 +238,26 @@ export function parseCreateProduct(req: CreateProductRequest): CreateProductInpu
     priceMinor: req.priceMinor,
     currency: req.currency,
     initialStock: req.initialStock,
+    lowStockThreshold: req.lowStockThreshold,
   };
+}
+
+/**
+ * Validates a ListEvents request. Whether a well-formed token is one the
+ * listing returned is for the listing to say (see listStockEvents).
+ */
+export function parseListEvents(req: ListEventsRequest): ListEventsInput {
+  const v = new Violations();
+  const pageSize = req.pageSize === 0 ? DEFAULT_EVENT_PAGE_SIZE : req.pageSize;
+  if (pageSize < 1 || pageSize > MAX_EVENT_PAGE_SIZE) v.add("page_size", `must be from 1 to ${MAX_EVENT_PAGE_SIZE}, got ${req.pageSize}`);
+  if (req.pageToken.length > MAX_EVENT_PAGE_TOKEN_LENGTH) {
+    v.add("page_token", `is not a page token returned by ListEvents (at most ${MAX_EVENT_PAGE_TOKEN_LENGTH} characters, got ${req.pageToken.length})`);
+  }
+  let type: InventoryEventType | undefined;
+  if (isInventoryEventType(req.type)) type = req.type;
+  else if (req.type !== "") v.add("type", `must be empty (every type) or one of ${INVENTORY_EVENT_TYPES.join(", ")}, got ${quoted(req.type)}`);
+  v.check();
+  return { pageSize, pageToken: req.pageToken === "" ? undefined : req.pageToken, type };
 }
 
 const ADJUSTMENT_KINDS = {
