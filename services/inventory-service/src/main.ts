@@ -22,6 +22,7 @@ const server = await startInventoryServer({
   metricsPort: config.metricsPort,
   auth: config.auth,
   callerBudget: config.callerBudget,
+  events: config.events,
 }).catch(async (err: unknown) => {
   logger.fatal({ err }, "could not start");
   await database.stop();

@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { BATCH_STEPS, type BatchStep } from "./stock/coalescing.ts";
 
 /** The service's Prometheus metrics: batch sizes per step and the process's own. */
@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   /** Records the size of one batch of `step`. */
   observeBatch(step: BatchStep, size: number): void;
+  /** Reports the outbox's publishing lag and backlog at every scrape, from `status`. */
+  watchOutbox(status: () => Promise<{ unpublished: number; lagSeconds: number | null }>): void;
 }
 
 /**
@@ -28,7 +30,36 @@ export function createMetrics(): Metrics {
   });
   // Every step's series exists from the start, at zero, for scrapers to diff against.
   for (const step of BATCH_STEPS) batchSize.zero({ step });
-  return { registry, observeBatch: (step, size) => batchSize.observe({ step }, size) };
+  return {
+    registry,
+    observeBatch: (step, size) => batchSize.observe({ step }, size),
+    watchOutbox: (status) => {
+      // Read once per scrape for both gauges; a database that does not answer leaves them out of that scrape.
+      let reading: Promise<{ unpublished: number; lagSeconds: number | null } | undefined> | undefined;
+      const read = () =>
+        (reading ??= status()
+          .catch(() => undefined)
+          .finally(() => setImmediate(() => (reading = undefined))));
+      new Gauge({
+        name: "inventory_events_outbox_lag_seconds",
+        help: "Age of the oldest stock event not yet published to NATS (0 when none is waiting)",
+        registers: [registry],
+        async collect() {
+          const s = await read();
+          if (s) this.set(s.lagSeconds ?? 0);
+        },
+      });
+      new Gauge({
+        name: "inventory_events_outbox_unpublished",
+        help: "Stock events recorded and not yet published to NATS (counted up to 10,000)",
+        registers: [registry],
+        async collect() {
+          const s = await read();
+          if (s) this.set(s.unpublished);
+        },
+      });
+    },
+  };
 }
 
 /** A running metrics endpoint. */

@@ -1,6 +1,9 @@
 import { createTokenVerifier } from "@ecommerce/auth/verifier.ts";
+import { readEventsConfig, type EventsConfig } from "@ecommerce/events/config.ts";
+import { startRelay } from "@ecommerce/events/relay.ts";
 import { InventoryService } from "@ecommerce/gen/inventory/v1/inventory_pb.ts";
 import { sql, type Kysely } from "kysely";
+import pg from "pg";
 import type { Logger } from "pino";
 import { DEFAULT_LIMITS, DEV_ISSUER_AUTH, type AuthSettings, type Limits } from "./config.ts";
 import { inventoryServerRoutes } from "./connect.ts";
@@ -19,6 +22,7 @@ import { createMetrics, startMetricsServer, type MetricsServer } from "./metrics
 import { seed } from "./seed.ts";
 import type { BatchBounds } from "./stock/coalescing.ts";
 import { errorInterceptor } from "./stock/errors.ts";
+import { INVENTORY_EVENT_SOURCE } from "./stock/events.ts";
 import { startExpirySweeper } from "./stock/expiry-sweeper.ts";
 
 export interface InventoryServerOptions {
@@ -52,7 +56,12 @@ export interface InventoryServerOptions {
   auth?: AuthSettings;
   /** Calls each caller may make (default DEFAULT_CALLER_BUDGET). */
   callerBudget?: CallerBudgetSettings;
+  /** Where the recorded stock events are published (default: nowhere, they are only recorded and pruned). */
+  events?: EventsConfig;
 }
+
+/** The events settings when none are given: no broker, the defaults of every EVENTS_* variable. */
+const NO_BROKER: EventsConfig = readEventsConfig({}, (_name, fallback) => fallback, []);
 
 /** A running inventory service. */
 export interface InventoryServer {
@@ -138,6 +147,25 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
     logger,
   });
   const grpc = createGrpcServer(handler, limits);
+  // The outbox relay, on a pool of its own so that publishing and calls never
+  // wait for each other's connections (see the events package).
+  const relayPool = new pg.Pool({ connectionString: options.databaseUrl, max: 2, connectionTimeoutMillis: 5_000, keepAlive: true });
+  relayPool.on("error", (err) => logger.warn({ err }, "the events relay lost an idle connection to the database"));
+  relayPool.on("connect", (client) => client.on("error", () => {}));
+  const relay = startRelay({
+    pool: relayPool,
+    listen: options.databaseUrl,
+    source: INVENTORY_EVENT_SOURCE,
+    config: options.events ?? NO_BROKER,
+    logger,
+    streams: ["INVENTORY"],
+  });
+  // Without a broker nothing is published, by design: there is no lag to watch.
+  if (relay && (options.events ?? NO_BROKER).natsUrl !== undefined) metrics.watchOutbox(() => relay.status());
+  const stopRelay = async () => {
+    await relay.close();
+    await relayPool.end();
+  };
   let port: number;
   let metricsServer: MetricsServer | undefined;
   try {
@@ -146,6 +174,7 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
   } catch (e) {
     await grpc.close(0);
     stopWatching();
+    await stopRelay();
     await sweeper.stop();
     await db.destroy();
     throw e;
@@ -157,6 +186,8 @@ export async function startInventoryServer(options: InventoryServerOptions): Pro
     stopWatching();
     await grpc.close(limits.shutdownTimeoutMs);
     await metricsServer?.close();
+    // Calls in flight have finished: what they recorded is in the outbox, for this relay's next start or another replica's.
+    await stopRelay();
     await sweeper.stop();
     await db.destroy();
   };
