@@ -133,6 +133,7 @@ function encodeCursor(at: { txid: string; position: string }): string {
 
 function decodeCursor(cursor: string): { txid: string; position: string } {
   const match = /^(\d{1,20})\.(\d{1,19})$/.exec(Buffer.from(cursor, "base64url").toString("latin1"));
-  if (!match || cursor.length > 64) throw new InvalidCursorError();
+  // Within xid8 and bigint: a larger number is no cursor of ours, and would fail in SQL.
+  if (!match || cursor.length > 64 || BigInt(match[1]!) >= 2n ** 64n || BigInt(match[2]!) >= 2n ** 63n) throw new InvalidCursorError();
   return { txid: match[1]!, position: match[2]! };
 }

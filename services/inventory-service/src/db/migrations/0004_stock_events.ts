@@ -37,7 +37,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     create table outbox (
       position bigint generated always as identity primary key,
       id uuid not null default gen_random_uuid() unique,
-      txid xid8 not null default pg_current_xact_id(),
+      -- The listing's order (see the order service's outbox, the same): the recording
+      -- transaction, or the newest begun before the row if newer, so that a change made after
+      -- waiting for another transaction's row lock is listed after that transaction's events.
+      txid xid8 not null default greatest(pg_current_xact_id(), (pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1)::text::xid8),
       type text not null,
       subject text not null,
       data jsonb not null,

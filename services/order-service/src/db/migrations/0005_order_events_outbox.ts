@@ -36,10 +36,14 @@ export async function up(db: Kysely<any>): Promise<void> {
       position bigint generated always as identity primary key,
       -- ce-id and Nats-Msg-Id
       id uuid not null default gen_random_uuid() unique,
-      -- the recording transaction: listing pages by (txid, position) and shows only rows whose
-      -- transaction is older than every running one (txid < pg_snapshot_xmin(pg_current_snapshot())),
-      -- so a reader polling with a cursor never skips an event committed late
-      txid xid8 not null default pg_current_xact_id(),
+      -- listing pages by (txid, position) and shows only rows whose txid is older than every
+      -- running transaction (txid < pg_snapshot_xmin(pg_current_snapshot())), so a reader polling
+      -- with a cursor never skips an event committed late. txid is the recording transaction, or
+      -- the newest transaction begun before the row if that is newer: a statement that took its
+      -- transaction id early and then waited for a row another transaction was changing (a cancel
+      -- racing a settle) changes it after that transaction, and its event must be listed after
+      -- that one's. Either is at least the recording transaction's, so nothing is ever skipped.
+      txid xid8 not null default greatest(pg_current_xact_id(), (pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1)::text::xid8),
       type text not null,          -- ce-type and NATS subject
       subject text not null,       -- ce-subject: the order id (order and reservation events) or product id
       data jsonb not null,         -- the event message in the proto3 JSON mapping (camelCase, int64 as string)
@@ -87,26 +91,15 @@ export async function up(db: Kysely<any>): Promise<void> {
   // it changed no status: no row, no notification). A statement's events are
   // in order id order.
   //
-  // txid is the recording transaction, or the newest transaction that had
-  // completed when the statement ended if that is newer: a statement that took
-  // its transaction id early and then waited for a row another transaction was
-  // changing (a cancel racing a settle, both batches) changes the order after
-  // that transaction, and its event must be listed after that transaction's.
-  // Either value is at least the recording transaction's, so the listing,
-  // which shows only transactions older than every running one, still never
-  // skips an event committed late.
-  //
   // The statements touch at most a batch of orders: JIT compilation (which a
   // stale row estimate can trigger) would cost more than it could save.
   await sql`
     create function orders_record_events() returns trigger language plpgsql set jit = off as $$
-    declare
-      recorded xid8 := greatest(pg_current_xact_id(), (pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1)::text::xid8);
     begin
       if tg_op = 'INSERT' then
         if not exists (select from new_orders) then return null; end if;
-        insert into outbox (txid, type, subject, data)
-        select recorded, 'orders.v1.order.placed', n.id::text,
+        insert into outbox (type, subject, data)
+        select 'orders.v1.order.placed', n.id::text,
           jsonb_strip_nulls(jsonb_build_object('order', order_event_order(n.id, n.user_id, n.status, (
               select jsonb_agg(jsonb_build_object('productId', i.product_id, 'quantity', i.quantity,
                 'unitPriceMinor', i.unit_price_minor::text, 'currency', i.currency::text) order by i.product_id)
@@ -121,8 +114,8 @@ export async function up(db: Kysely<any>): Promise<void> {
           select from (select id, status from new_orders except all select id, status from old_orders) changed
           where status <> 'pending'
         ) then return null; end if;
-        insert into outbox (txid, type, subject, data)
-        select recorded, 'orders.v1.order.' || n.status, n.id::text,
+        insert into outbox (type, subject, data)
+        select 'orders.v1.order.' || n.status, n.id::text,
           jsonb_strip_nulls(jsonb_build_object('order', order_event_order(n.id, n.user_id, n.status, (
               select jsonb_agg(jsonb_build_object('productId', i.product_id, 'quantity', i.quantity,
                 'unitPriceMinor', i.unit_price_minor::text, 'currency', i.currency::text) order by i.product_id)
