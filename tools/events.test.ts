@@ -125,7 +125,7 @@ describe.skipIf(!natsServerAvailable())(natsSuiteName("make events with a broker
     expect(low).toContain(product);
     expect(low).toContain("available=4 < threshold=5");
     const reserved = lines.find((l) => l.includes("inventory.v1.stock.reserved"))!;
-    expect(reserved).toContain(`${order}  lines=1 [00000000×2] units=2`);
+    expect(reserved).toContain(`${order}  lines=1 […000000000001×2] units=2`);
     t.child.kill("SIGINT");
     expect(await t.exited).toBe(0);
   });

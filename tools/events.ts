@@ -95,7 +95,8 @@ function orderStatus(status: number): string {
 }
 
 function lines(ls: readonly Pick<Line, "productId" | "quantity">[]): string {
-  const shown = ls.slice(0, 3).map((l) => `${l.productId.slice(0, 8)}×${l.quantity}`);
+  // The end of a product id: the sample products share their first 24 characters, never their last 12.
+  const shown = ls.slice(0, 3).map((l) => `…${l.productId.slice(-12)}×${l.quantity}`);
   return `lines=${ls.length} [${shown.join(" ")}${ls.length > 3 ? " …" : ""}]`;
 }
 
