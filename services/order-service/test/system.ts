@@ -168,7 +168,11 @@ export async function startSystem(
     close: async () => {
       sessions.abort();
       await reconciler?.stop();
+      // As main.ts shuts down: requests in flight get a grace period, then
+      // every connection left (a client's keep-alive socket) is closed.
+      const force = setTimeout(() => app.server.closeAllConnections(), 5_000);
       await app.close();
+      clearTimeout(force);
       if (inventoryRunning) await inventoryServer.close();
     },
   };
