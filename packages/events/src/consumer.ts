@@ -17,6 +17,7 @@ import { jetStreamManagerOf, jetStreamOf, type NatsConnection } from "./nats.ts"
 import type { Queryable } from "./outbox.ts";
 import { backoffMs, type Logger } from "./relay.ts";
 import { isStreamNotFound } from "./streams.ts";
+import { inTransaction } from "./transaction.ts";
 
 /**
  * Consuming events: a pull consumer on one stream that decodes every
@@ -329,7 +330,7 @@ export function consume(options: ConsumeOptions): EventConsumer {
     } as ReceivedEvent;
     try {
       if (options.inbox) {
-        const fresh = await inTransaction(options.inbox, event, options.handle);
+        const fresh = await handleOnce(options.inbox, event, options.handle);
         pruneInboxNow(options.inbox);
         if (!fresh) log("debug", { ...where, eventId: event.id }, "event already handled; acknowledging it again");
         await options.afterCommit?.(event);
@@ -359,31 +360,15 @@ export function consume(options: ConsumeOptions): EventConsumer {
   }
 
   /** Records the event in the inbox and, if it is new there, handles it, in one transaction. Resolves to whether it was new. */
-  async function inTransaction(inbox: InboxOptions, event: ReceivedEvent, handle: (event: ReceivedEvent, tx: pg.PoolClient) => Promise<void>) {
-    const client = await inbox.pool.connect();
-    let broken: Error | undefined;
-    const onError = (e: Error) => {
-      broken = e;
-    };
-    client.on("error", onError);
-    try {
-      await client.query("begin");
+  function handleOnce(inbox: InboxOptions, event: ReceivedEvent, handle: (event: ReceivedEvent, tx: pg.PoolClient) => Promise<void>) {
+    return inTransaction(inbox.pool, async (client) => {
       const { rowCount } = await client.query(
         "insert into event_inbox (consumer, event_id) values ($1, $2) on conflict do nothing",
         [inbox.consumer, event.id],
       );
       if (rowCount) await handle(event, client);
-      await client.query("commit");
       return rowCount !== 0;
-    } catch (e) {
-      await client.query("rollback").catch((r: Error) => {
-        broken ??= r;
-      });
-      throw e;
-    } finally {
-      client.off("error", onError);
-      client.release(broken);
-    }
+    });
   }
 
   function safely(f: () => void) {

@@ -6,6 +6,7 @@ import type { EventsConfig } from "./config.ts";
 import { connectNats, jetStreamManagerOf, jetStreamOf, type NatsConnection } from "./nats.ts";
 import { outboxStatus, type Queryable } from "./outbox.ts";
 import { ensureStreams } from "./streams.ts";
+import { inTransaction } from "./transaction.ts";
 
 /**
  * The relay: publishes what a service recorded in its outbox to NATS
@@ -279,18 +280,9 @@ export function startRelay(options: RelayOptions): Relay {
 
   /** One round: claim, publish, mark, commit. Resolves to the number of events claimed. */
   async function publishRound(jetstream: JetStreamClient): Promise<number> {
-    const client = await pool.connect();
-    let broken: Error | undefined;
-    const onError = (e: Error) => {
-      broken = e;
-    };
-    client.on("error", onError);
     let publishFailure: { failed: number; cause: unknown } | undefined;
-    let claimed = 0;
-    try {
-      await client.query("begin");
+    const claimed = await inTransaction(pool, async (client) => {
       const { rows } = await client.query<ClaimedEvent>(CLAIM, [config.batchMax, [...poison]]);
-      claimed = rows.length;
       const ready: { event: ClaimedEvent; encoded: EncodedEvent }[] = [];
       for (const event of rows) {
         try {
@@ -320,17 +312,8 @@ export function startRelay(options: RelayOptions): Relay {
       if (published.length) {
         await client.query("update outbox set published_at = now() where position = any($1::bigint[])", [published.map((e) => e.position)]);
       }
-      await client.query("commit");
-    } catch (e) {
-      await client.query("rollback").catch((r: Error) => {
-        broken ??= r;
-      });
-      throw e;
-    } finally {
-      client.off("error", onError);
-      // A connection that failed is discarded, not given back to the pool.
-      client.release(broken);
-    }
+      return rows.length;
+    });
     if (publishFailure) throw new PublishError(publishFailure.failed, publishFailure.cause);
     return claimed;
   }
