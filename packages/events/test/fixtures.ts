@@ -8,6 +8,7 @@ import { decodeEvent, type DecodedEvent } from "../src/cloudevents.ts";
 import type { EventsConfig } from "../src/config.ts";
 import { jetStreamOf, type NatsConnection } from "../src/nats.ts";
 import type { Logger } from "../src/relay.ts";
+import { isStreamNotFound } from "../src/streams.ts";
 
 /**
  * The outbox as the design gives it (each service's migration creates the
@@ -179,7 +180,20 @@ export interface StreamMessage {
 
 /** Every message of a stream, in stream order, decoded (throws on one that is not one of our events). */
 export async function readStream(nc: NatsConnection, jsm: JetStreamManager, stream: StreamName): Promise<StreamMessage[]> {
-  const info = await jsm.streams.info(stream).catch(() => undefined);
+  // The test's own connection may still be reconnecting after the broker came
+  // back: only a stream that does not exist reads as empty; anything else is waited out.
+  const deadline = Date.now() + 15_000;
+  let info: Awaited<ReturnType<JetStreamManager["streams"]["info"]>> | undefined;
+  for (;;) {
+    try {
+      info = await jsm.streams.info(stream);
+      break;
+    } catch (e) {
+      if (isStreamNotFound(e)) break;
+      if (Date.now() > deadline) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
   const total = info?.state.messages ?? 0;
   if (!total) return [];
   const consumer = await jetStreamOf(nc).consumers.get(stream, { deliver_policy: DeliverPolicy.All });
